@@ -1,0 +1,150 @@
+/** `dsx-connect integration|scope|channel ...`: the catalog, backed by the dsx.* SQL functions. */
+import path from 'node:path';
+import fs from 'node:fs';
+import type { Command } from 'commander';
+import {
+  channelCreate,
+  integrationCreate,
+  integrationGetByName,
+  integrationList,
+  scopeCreate,
+  scopeGetByName,
+  scopeList,
+  scopeSetPolicy,
+} from '../db/sql/catalog.ts';
+import { action, jsonArg, output, UsageError, withDatabase } from './common.ts';
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+export function registerCatalogCommands(program: Command): void {
+  const integration = program.command('integration').description('manage integrations (connections to storage)');
+  integration
+    .command('add')
+    .description('add an integration')
+    .requiredOption('--name <name>', 'integration name')
+    .requiredOption('--kind <kind>', 'filesystem | synthetic')
+    .option('--root <dir>', 'filesystem: the directory this integration covers')
+    .option('--quarantine <dir>', 'filesystem: where "move" remediation puts objects (default <root>/.dsx-quarantine)')
+    .option('--objects <n>', 'synthetic: number of generated objects')
+    .option('--settings <json>', 'extra settings as a JSON object')
+    .option('--json', 'print JSON')
+    .action(
+      action(async (o: { name: string; kind: string; root?: string; quarantine?: string; objects?: string; settings?: string; json?: boolean }) => {
+        const settings: Record<string, unknown> = o.settings ? (jsonArg('--settings', o.settings) as Record<string, unknown>) : {};
+        if (typeof settings !== 'object' || settings === null || Array.isArray(settings)) throw new UsageError('--settings must be a JSON object');
+        if (o.kind === 'filesystem') {
+          if (!o.root) throw new UsageError('a filesystem integration needs --root DIR');
+          const root = path.resolve(o.root);
+          if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) throw new UsageError(`--root ${root} is not an existing directory`);
+          settings.root = root;
+          if (o.quarantine) settings.quarantine_dir = path.resolve(o.quarantine);
+        } else if (o.kind === 'synthetic') {
+          if (!o.objects) throw new UsageError('a synthetic integration needs --objects N');
+          settings.objects = Number(o.objects);
+          if (!Number.isInteger(settings.objects) || (settings.objects as number) < 0) throw new UsageError('--objects must be a non-negative integer');
+        } else {
+          throw new UsageError(`unknown --kind ${JSON.stringify(o.kind)} (this version has filesystem and synthetic)`);
+        }
+        await withDatabase(async (db) => {
+          const row = await integrationCreate(db.pool, { name: o.name, kind: o.kind, settings });
+          output(!!o.json, row, () => String(row.id));
+        });
+      }),
+    );
+  integration
+    .command('list')
+    .description('list integrations')
+    .option('--json', 'print JSON')
+    .action(
+      action(async (o: { json?: boolean }) => {
+        await withDatabase(async (db) => {
+          const rows = await integrationList(db.pool);
+          output(!!o.json, rows, () => rows.map((r) => `${r.id}\t${r.name}\t${r.kind}\t${JSON.stringify(r.settings)}`).join('\n'));
+        });
+      }),
+    );
+
+  const scope = program.command('scope').description('manage scopes (what to protect inside an integration)');
+  scope
+    .command('add')
+    .description('add a scope; prints its id')
+    .requiredOption('--integration <name>', 'integration name')
+    .requiredOption('--name <name>', 'scope name')
+    .requiredOption('--root <path>', 'directory inside the integration ("" or "." for all of it)')
+    .option('--include <glob>', 'only objects matching (relative to the scope root); repeatable', collect, [])
+    .option('--exclude <glob>', 'skip objects matching; repeatable', collect, [])
+    .option('--policy <json>', 'post-scan policy, e.g. {"malicious":{"remediation":"move","notify":true}}')
+    .option('--monitor', 'turn monitoring on for this scope')
+    .option('--json', 'print JSON')
+    .action(
+      action(async (o: { integration: string; name: string; root: string; include: string[]; exclude: string[]; policy?: string; monitor?: boolean; json?: boolean }) => {
+        const policy = o.policy ? jsonArg('--policy', o.policy) : {};
+        await withDatabase(async (db) => {
+          const integ = await integrationGetByName(db.pool, o.integration);
+          if (!integ) throw new UsageError(`unknown integration ${JSON.stringify(o.integration)} (see: dsx-connect integration list)`);
+          let root = o.root;
+          // An absolute path inside a filesystem integration is accepted and made relative.
+          if (integ.kind === 'filesystem' && path.isAbsolute(root)) {
+            const base = String(integ.settings.root);
+            const rel = path.relative(base, path.resolve(root));
+            if (rel.startsWith('..') || path.isAbsolute(rel)) throw new UsageError(`--root ${root} is outside integration ${integ.name} (${base})`);
+            root = rel;
+          }
+          const row = await scopeCreate(db.pool, {
+            integrationId: integ.id,
+            name: o.name,
+            root,
+            include: o.include,
+            exclude: o.exclude,
+            policy,
+            monitor: !!o.monitor,
+          });
+          output(!!o.json, row, () => String(row.id));
+        });
+      }),
+    );
+  scope
+    .command('list')
+    .description('list scopes')
+    .option('--json', 'print JSON')
+    .action(
+      action(async (o: { json?: boolean }) => {
+        await withDatabase(async (db) => {
+          const rows = await scopeList(db.pool);
+          output(!!o.json, rows, () =>
+            rows.map((r) => `${r.id}\t${r.name}\t${r.integration_name}:/${r.root}\t${r.enabled ? 'enabled' : 'disabled'}\t${JSON.stringify(r.policy)}`).join('\n'),
+          );
+        });
+      }),
+    );
+  scope
+    .command('set-policy')
+    .description('set the post-scan policy of a scope')
+    .argument('<scope>', 'scope name')
+    .argument('<policy>', 'policy JSON')
+    .action(
+      action(async (name: string, policy: string) => {
+        const p = jsonArg('policy', policy);
+        await withDatabase(async (db) => {
+          const s = await scopeGetByName(db.pool, name);
+          if (!s) throw new UsageError(`unknown scope ${JSON.stringify(name)}`);
+          await scopeSetPolicy(db.pool, s.id, p);
+        });
+      }),
+    );
+
+  const channel = program.command('channel').description('manage notification channels (signed webhooks)');
+  channel
+    .command('add')
+    .description('add a webhook channel; prints its id')
+    .requiredOption('--name <name>', 'channel name')
+    .requiredOption('--url <url>', 'http(s) URL receiving JSON POSTs')
+    .requiredOption('--secret <secret>', 'HMAC-SHA256 key for the X-DSX-Signature header (8+ characters)')
+    .action(
+      action(async (o: { name: string; url: string; secret: string }) => {
+        await withDatabase(async (db) => {
+          process.stdout.write(`${await channelCreate(db.pool, o)}\n`);
+        });
+      }),
+    );
+}

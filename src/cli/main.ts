@@ -1,0 +1,51 @@
+/** The `dsx-connect` command. */
+import { Command } from 'commander';
+import { loadConfig } from '../config.ts';
+import { startDev } from '../dev.ts';
+import { log } from '../log.ts';
+import { registerCatalogCommands } from './catalog-commands.ts';
+import { action } from './common.ts';
+import { registerRuntimeCommands, untilSignal } from './runtime-commands.ts';
+import { registerScanCommands } from './scan-commands.ts';
+
+const program = new Command('dsx-connect')
+  .description('DSX-Connect on Postgres: scan storage with DSXA through a durable job pipeline in PostgreSQL')
+  .showHelpAfterError()
+  .exitOverride((err) => {
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  });
+
+registerCatalogCommands(program);
+registerScanCommands(program);
+registerRuntimeCommands(program);
+
+program
+  .command('dev')
+  .description('run everything in one process tree: database, DSXA emulator, all workers, demo scope')
+  .action(
+    action(async () => {
+      const config = loadConfig();
+      const dev = await startDev(config, log);
+      const where = config.databaseUrl ? 'DATABASE_URL' : `embedded PostgreSQL (data in ${config.dataDir}/pg)`;
+      process.stdout.write(
+        [
+          '',
+          'DSX-Connect is running.',
+          `  database: ${where}`,
+          `  DSXA:     ${dev.dsxaUrl}${config.dsxaUrl ? '' : ' (bundled emulator)'}`,
+          `  workers:  all roles, concurrency ${config.workerConcurrency}`,
+          `  demo:     scope "demo" over ${dev.demoDir}`,
+          '',
+          'In another terminal:',
+          '  npx dsx-connect scan start demo          # prints the full-scan id',
+          '  npx dsx-connect scan status <id> --wait  # progress and outcome counts',
+          '',
+        ].join('\n'),
+      );
+      const sig = await untilSignal();
+      log.info({ signal: sig }, 'shutting down');
+      await dev.stop();
+    }),
+  );
+
+await program.parseAsync(process.argv);

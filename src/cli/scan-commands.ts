@@ -1,0 +1,114 @@
+/** `dsx-connect scan start|status|cancel`: full scans, backed by dsx.start_full_scan / dsx.cancel_full_scan. */
+import os from 'node:os';
+import type { Command } from 'commander';
+import { scopeGet, scopeGetByName } from '../db/sql/catalog.ts';
+import { fullScanCancel, fullScanProgressGet, fullScanStart, type FullScanProgress } from '../db/sql/full-scans.ts';
+import { action, output, positiveInt, UsageError, withDatabase } from './common.ts';
+
+const FINISHED = new Set(['completed', 'canceled', 'failed']);
+
+/** `user@host` of the operator, recorded as requested_by. */
+export function requester(): string {
+  return `${os.userInfo().username}@${os.hostname()}`;
+}
+
+function describe(p: FullScanProgress): string {
+  const outcomes = Object.entries(p.outcomes)
+    .filter(([, n]) => n > 0)
+    .map(([k, n]) => `${k}=${n}`)
+    .join(' ');
+  return [
+    `full scan ${p.id} of scope ${p.scope_name}: ${p.status}${p.cancel_mode ? ` (${p.cancel_mode})` : ''}`,
+    `  finalized ${p.finalized}/${p.discovered}${p.enumeration_exhausted ? '' : '+ (enumerating)'}` +
+      `${p.objects_per_s ? `, ${p.objects_per_s} objects/s` : ''}${p.eta_s ? `, ETA ${p.eta_s}s` : ''}`,
+    `  outcomes: ${outcomes || '(none yet)'}`,
+    ...(p.error ? [`  error: ${p.error}`] : []),
+  ].join('\n');
+}
+
+/** The JSON shape `scan status --json` prints (a stable contract for scripts). */
+export function statusJson(p: FullScanProgress) {
+  return {
+    id: p.id,
+    scope: p.scope_name,
+    scope_id: p.scope_id,
+    status: p.status,
+    finished: FINISHED.has(p.status) && p.finished_at !== null,
+    discovered: p.discovered,
+    finalized: p.finalized,
+    pages: p.pages,
+    enumeration_exhausted: p.enumeration_exhausted,
+    outcomes: p.outcomes,
+    objects_per_s: p.objects_per_s,
+    eta_s: p.eta_s,
+    cancel_mode: p.cancel_mode,
+    error: p.error,
+    requested_by: p.requested_by,
+    created_at: p.created_at,
+    started_at: p.started_at,
+    finished_at: p.finished_at,
+  };
+}
+
+export function registerScanCommands(program: Command): void {
+  const scan = program.command('scan').description('start, follow and cancel full scans');
+  scan
+    .command('start')
+    .description('start a full scan of a scope; prints its id (the active scan\'s id if one is running)')
+    .argument('<scope>', 'scope name (or id)')
+    .option('--json', 'print JSON')
+    .action(
+      action(async (scopeRef: string, o: { json?: boolean }) => {
+        await withDatabase(async (db) => {
+          const scope = /^\d+$/.test(scopeRef) ? await scopeGet(db.pool, Number(scopeRef)) : await scopeGetByName(db.pool, scopeRef);
+          if (!scope) throw new UsageError(`unknown scope ${JSON.stringify(scopeRef)} (see: dsx-connect scope list)`);
+          const r = await fullScanStart(db.pool, scope.id, requester());
+          if (r.alreadyActive && !o.json) process.stderr.write(`scope ${scope.name} already has an active full scan (${r.status})\n`);
+          output(!!o.json, r, () => String(r.fullScanId));
+        });
+      }),
+    );
+  scan
+    .command('status')
+    .description('show a full scan\'s progress')
+    .argument('<id>', 'full scan id')
+    .option('--json', 'print one JSON object')
+    .option('--wait', 'wait until the scan has finished, then print')
+    .action(
+      action(async (idArg: string, o: { json?: boolean; wait?: boolean }) => {
+        const id = positiveInt('full scan id', idArg);
+        await withDatabase(async (db) => {
+          for (;;) {
+            const p = await fullScanProgressGet(db.pool, id);
+            if (!p) throw new UsageError(`unknown full scan id ${id}`);
+            if (!o.wait || (FINISHED.has(p.status) && p.finished_at)) {
+              output(!!o.json, statusJson(p), () => describe(p));
+              if (p.status === 'failed') process.exitCode = 1;
+              return;
+            }
+            await new Promise((r) => setTimeout(r, 250));
+          }
+        });
+      }),
+    );
+  scan
+    .command('cancel')
+    .description('cancel a full scan')
+    .argument('<id>', 'full scan id')
+    .option('--mode <mode>', 'drain: queued scans finish normally; interrupt: the rest end as canceled', 'drain')
+    .action(
+      action(async (idArg: string, o: { mode: string }) => {
+        const id = positiveInt('full scan id', idArg);
+        if (o.mode !== 'drain' && o.mode !== 'interrupt') throw new UsageError(`--mode must be drain or interrupt (got ${JSON.stringify(o.mode)})`);
+        await withDatabase(async (db) => {
+          const before = await fullScanProgressGet(db.pool, id);
+          if (!before) throw new UsageError(`unknown full scan id ${id}`);
+          const status = await fullScanCancel(db.pool, id, o.mode as 'drain' | 'interrupt', requester());
+          if (before.status !== 'queued' && before.status !== 'running') {
+            process.stderr.write(`full scan ${id} had already ended (${before.status}); nothing to cancel\n`);
+          }
+          process.stdout.write(`${status}\n`);
+        });
+      }),
+    );
+}

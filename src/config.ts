@@ -1,0 +1,70 @@
+/**
+ * Configuration from the environment, validated once at start. Every variable here is documented in
+ * README.md and mirrored in .env.example.
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+
+/** The project's root directory (where package.json is). */
+export const PROJECT_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+const int = (def: number, min = 1) => z.coerce.number().int().min(min).default(def);
+const optionalText = z.string().trim().min(1).optional().catch(undefined);
+
+const envSchema = z.object({
+  DATABASE_URL: optionalText,
+  DSX_DATA_DIR: optionalText,
+  DSX_EMBEDDED_PG_PORT: int(54329, 1024),
+  PORT: int(5678, 0),
+  DSXA_URL: optionalText,
+  DSXA_TOKEN: optionalText,
+  DSXA_TIMEOUT_MS: int(30_000),
+  DSXA_MAX_IN_FLIGHT: int(16),
+  DSX_PAGE_SIZE: int(500),
+  DSX_SCAN_MAX_ATTEMPTS: int(5),
+  DSX_WORKER_CONCURRENCY: int(32),
+  DSX_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export interface Config {
+  /** External PostgreSQL; unset = the embedded one in `dataDir`. */
+  databaseUrl: string | undefined;
+  /** Local state: the embedded database and the demo folder. */
+  dataDir: string;
+  embeddedPgPort: number;
+  port: number;
+  /** DSXA scanner; unset = the bundled emulator (dev) or an error (worker). */
+  dsxaUrl: string | undefined;
+  dsxaToken: string | undefined;
+  dsxaTimeoutMs: number;
+  dsxaMaxInFlight: number;
+  pageSize: number;
+  scanMaxAttempts: number;
+  workerConcurrency: number;
+  logLevel: string;
+}
+
+/** Reads and validates the environment; throws a message naming the bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`invalid environment variable ${String(issue?.path.join('.'))}: ${issue?.message}`);
+  }
+  const e = parsed.data;
+  return {
+    databaseUrl: e.DATABASE_URL,
+    dataDir: path.resolve(e.DSX_DATA_DIR ?? path.join(PROJECT_DIR, '.dsx-data')),
+    embeddedPgPort: e.DSX_EMBEDDED_PG_PORT,
+    port: e.PORT,
+    dsxaUrl: e.DSXA_URL,
+    dsxaToken: e.DSXA_TOKEN,
+    dsxaTimeoutMs: e.DSXA_TIMEOUT_MS,
+    dsxaMaxInFlight: e.DSXA_MAX_IN_FLIGHT,
+    pageSize: e.DSX_PAGE_SIZE,
+    scanMaxAttempts: e.DSX_SCAN_MAX_ATTEMPTS,
+    workerConcurrency: e.DSX_WORKER_CONCURRENCY,
+    logLevel: e.DSX_LOG_LEVEL,
+  };
+}

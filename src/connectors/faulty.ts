@@ -1,0 +1,62 @@
+/**
+ * Fault injection around any connector, for fault tests and load tests of recovery: a fraction of page
+ * listings and reads fail with a transient (retryable) ConnectorError. Enabled per integration with
+ * settings `{"faults": {"list_fail_rate": 0.1, "read_fail_rate": 0.1, "fail_first_lists": 1}}`.
+ */
+import { ConnectorError, type ActionResult, type Connector, type ObjectInfo, type OpenedObject, type Page } from './types.ts';
+
+export interface FaultOptions {
+  /** Fraction (0..1) of listPage calls that fail. */
+  listFailRate?: number;
+  /** Fraction (0..1) of open calls that fail. */
+  readFailRate?: number;
+  /** The first n listPage calls (per process) fail, whatever the rate. */
+  failFirstLists?: number;
+  random?: () => number;
+}
+
+export class FaultyConnector implements Connector {
+  readonly kind: string;
+  readonly #inner: Connector;
+  readonly #opts: Required<Omit<FaultOptions, 'random'>> & { random: () => number };
+  #lists = 0;
+
+  constructor(inner: Connector, opts: FaultOptions) {
+    this.#inner = inner;
+    this.kind = inner.kind;
+    this.#opts = {
+      listFailRate: opts.listFailRate ?? 0,
+      readFailRate: opts.readFailRate ?? 0,
+      failFirstLists: opts.failFirstLists ?? 0,
+      random: opts.random ?? Math.random,
+    };
+  }
+
+  async listPage(scopeRoot: string, cursor: string | null, pageSize: number): Promise<Page> {
+    this.#lists++;
+    if (this.#lists <= this.#opts.failFirstLists || this.#opts.random() < this.#opts.listFailRate) {
+      throw new ConnectorError('transient', `injected fault: listing after cursor ${JSON.stringify(cursor)} failed`);
+    }
+    return this.#inner.listPage(scopeRoot, cursor, pageSize);
+  }
+
+  async open(identity: string): Promise<OpenedObject> {
+    if (this.#opts.random() < this.#opts.readFailRate) {
+      throw new ConnectorError('transient', `injected fault: reading ${identity} failed`);
+    }
+    return this.#inner.open(identity);
+  }
+
+  stat(identity: string): Promise<ObjectInfo | null> {
+    return this.#inner.stat(identity);
+  }
+  remove(identity: string): Promise<ActionResult> {
+    return this.#inner.remove(identity);
+  }
+  quarantine(identity: string): Promise<ActionResult> {
+    return this.#inner.quarantine(identity);
+  }
+  tag(identity: string, tags: Record<string, string>): Promise<ActionResult> {
+    return this.#inner.tag(identity, tags);
+  }
+}

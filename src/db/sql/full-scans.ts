@@ -1,0 +1,124 @@
+/** Runtime SQL for full scans: start, cancel, read, and the enumeration-side transitions. */
+import type pg from 'pg';
+
+type Queryable = Pick<pg.Pool, 'query'>;
+
+export interface StartResult {
+  fullScanId: number;
+  alreadyActive: boolean;
+  status: string;
+}
+
+/** Starts a full scan of the scope, or returns the active one (dsx.start_full_scan). */
+export async function fullScanStart(db: Queryable, scopeId: number, requestedBy: string): Promise<StartResult> {
+  const { rows } = await db.query<{ full_scan_id: string; already_active: boolean; status: string }>(
+    'select (r).* from (select dsx.start_full_scan($1, $2) as r) s',
+    [scopeId, requestedBy],
+  );
+  const r = rows[0]!;
+  return { fullScanId: Number(r.full_scan_id), alreadyActive: r.already_active, status: r.status };
+}
+
+/** Cancels a queued or running scan (dsx.cancel_full_scan); returns its status afterwards. */
+export async function fullScanCancel(db: Queryable, id: number, mode: 'drain' | 'interrupt', requestedBy: string): Promise<string> {
+  const { rows } = await db.query<{ status: string }>('select (dsx.cancel_full_scan($1, $2, $3)).status', [id, mode, requestedBy]);
+  return rows[0]!.status;
+}
+
+/** What `scan status` shows. */
+export interface FullScanProgress {
+  id: number;
+  scope_id: number;
+  scope_name: string;
+  status: string;
+  discovered: number;
+  finalized: number;
+  pages: number;
+  enumeration_exhausted: boolean;
+  percent_finalized: number | null;
+  elapsed_s: number | null;
+  objects_per_s: number | null;
+  eta_s: number | null;
+  outcomes: Record<string, number>;
+  cancel_mode: string | null;
+  error: string | null;
+  requested_by: string;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+/** One scan's progress row from dsx.full_scan_progress, or null. */
+export async function fullScanProgressGet(db: Queryable, id: number): Promise<FullScanProgress | null> {
+  const { rows } = await db.query(
+    `select id::float8 as id, scope_id::float8 as scope_id, scope_name, status, discovered::float8 as discovered,
+            finalized::float8 as finalized, pages, enumeration_exhausted, percent_finalized::float8 as percent_finalized,
+            elapsed_s::float8 as elapsed_s, objects_per_s::float8 as objects_per_s, eta_s::float8 as eta_s, outcomes,
+            cancel_mode, error, requested_by, created_at, started_at, finished_at
+       from dsx.full_scan_progress where id = $1`,
+    [id],
+  );
+  return (rows[0] as FullScanProgress | undefined) ?? null;
+}
+
+/** What the enumeration worker needs to know about a scan and its scope. */
+export interface EnumerationTarget {
+  status: string;
+  pages: number;
+  scopeId: number;
+  root: string;
+  includeGlobs: string[];
+  excludeGlobs: string[];
+  integrationId: number;
+}
+
+export async function fullScanEnumerationTarget(db: Queryable, id: number): Promise<EnumerationTarget | null> {
+  const { rows } = await db.query(
+    `select f.status, f.pages, s.id::float8 as scope_id, s.root, s.include_globs, s.exclude_globs,
+            s.integration_id::float8 as integration_id
+       from dsx.full_scans f join dsx.scopes s on s.id = f.scope_id where f.id = $1`,
+    [id],
+  );
+  const r = rows[0];
+  if (!r) return null;
+  return {
+    status: r.status,
+    pages: r.pages,
+    scopeId: r.scope_id,
+    root: r.root,
+    includeGlobs: r.include_globs,
+    excludeGlobs: r.exclude_globs,
+    integrationId: r.integration_id,
+  };
+}
+
+/** FullScanScopeJob transition (dsx_private.begin_full_scan). */
+export async function fullScanBegin(db: Queryable, id: number): Promise<string> {
+  const { rows } = await db.query<{ r: string }>('select dsx_private.begin_full_scan($1) as r', [id]);
+  return rows[0]!.r;
+}
+
+/** One object as recorded in a page. */
+export interface PageObject {
+  identity: string;
+  size: number | null;
+  etag: string | null;
+  mtime: string | null;
+}
+
+/** Records a page with its scan jobs, counters, cursor and next page job (dsx_private.record_page). */
+export async function fullScanRecordPage(
+  db: Queryable,
+  args: { id: number; pageNo: number; objects: PageObject[]; nextCursor: string | null; parentJobId: string; scanMaxAttempts: number },
+): Promise<{ status: string; new?: number }> {
+  const { rows } = await db.query<{ r: { status: string; new?: number } }>(
+    'select dsx_private.record_page($1, $2, $3::jsonb, $4, $5, $6) as r',
+    [args.id, args.pageNo, JSON.stringify(args.objects), args.nextCursor, args.parentJobId, args.scanMaxAttempts],
+  );
+  return rows[0]!.r;
+}
+
+/** Ends a scan whose enumeration cannot go on (dsx_private.fail_full_scan). */
+export async function fullScanFail(db: Queryable, id: number, error: string): Promise<void> {
+  await db.query('select dsx_private.fail_full_scan($1, $2)', [id, error]);
+}

@@ -1,0 +1,146 @@
+/**
+ * The canonical job envelope and the body of every job type: the one module that owns job payloads.
+ * Every task parses its payload here first; an invalid payload fails the job with a clear message and
+ * changes nothing. SQL functions in `sql/` build the same shape (dsx_private.job_envelope).
+ *
+ * Glossary
+ * - job_id: our id for one logical job, stable across graphile-worker retries.
+ * - correlation_id: one per user request or storage event, carried through every descendant job.
+ * - root_job_id / parent_job_id: causality (the FullScanScopeJob is the root of a full scan's jobs).
+ * - idempotency_key: deterministic; a job and its effects happen once per key.
+ * - source_type / source_entity_id: where the work came from (a full scan id, a storage event id).
+ */
+import { z } from 'zod';
+
+/** Task identifiers (graphile-worker task names = files in tasks/). */
+export const TASKS = {
+  fullScanScope: 'full-scan-scope',
+  enumerateScopePage: 'enumerate-scope-page',
+  scanObject: 'scan-object',
+  finalizeScanObject: 'finalize-scan-object',
+  applyRemediation: 'apply-remediation',
+  sendNotification: 'send-notification',
+} as const;
+export type TaskName = (typeof TASKS)[keyof typeof TASKS];
+
+const id = z.union([z.number().int().positive(), z.string().regex(/^[1-9]\d{0,17}$/).transform(Number)]);
+const isoTime = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO-8601 timestamp');
+
+export const envelopeSchema = z.object({
+  schema_version: z.literal(1),
+  job_type: z.enum(Object.values(TASKS) as [TaskName, ...TaskName[]]),
+  job_id: z.uuid(),
+  correlation_id: z.uuid(),
+  root_job_id: z.uuid(),
+  parent_job_id: z.uuid().nullable(),
+  idempotency_key: z.string().min(1).max(600),
+  source_type: z.enum(['full_scan', 'monitor', 'manual']),
+  source_entity_id: z.string().min(1),
+  integration_id: id,
+  scope_id: id,
+  object_identity: z.string().min(1).max(8192).nullable(),
+  requested_by: z.string().min(1),
+  created_at: isoTime,
+});
+export type Envelope = z.infer<typeof envelopeSchema>;
+
+export const fullScanScopeBody = z.object({ full_scan_id: id });
+export const enumerateScopePageBody = z.object({
+  full_scan_id: id,
+  page_no: z.number().int().min(0),
+  cursor: z.string().nullable(),
+});
+export const scanObjectBody = z.object({
+  size: z.number().int().min(0).nullable(),
+  etag: z.string().nullable(),
+  mtime: z.string().nullable(),
+});
+
+/** What a scan produced: a scanner verdict, or a failure that ends the object without one. */
+export const scanOutcomeSchema = z.discriminatedUnion('kind', [
+  z.object({
+    kind: z.literal('verdict'),
+    http_status: z.number().int(),
+    response: z.record(z.string(), z.unknown()),
+  }),
+  z.object({
+    kind: z.literal('failure'),
+    stage: z.enum(['fetch', 'scanner', 'policy', 'cancel']),
+    failure: z.string().min(1),
+    message: z.string(),
+  }),
+]);
+export type ScanOutcome = z.infer<typeof scanOutcomeSchema>;
+
+export const finalizeScanObjectBody = z.object({
+  result: scanOutcomeSchema,
+  attempts: z.number().int().min(0),
+  fetch_ms: z.number().int().min(0).nullable(),
+  scan_ms: z.number().int().min(0).nullable(),
+  size: z.number().int().min(0).nullable(),
+  etag: z.string().nullable(),
+  mtime: z.string().nullable(),
+});
+
+export const sideEffectBody = z.object({
+  side_effect_id: id,
+  action: z.enum(['tag', 'move', 'delete', 'webhook']),
+  outcome: z.string(),
+  reason: z.string().nullable(),
+  scan_result_id: id,
+  channel_id: id.nullable(),
+});
+
+const bodies = {
+  [TASKS.fullScanScope]: fullScanScopeBody,
+  [TASKS.enumerateScopePage]: enumerateScopePageBody,
+  [TASKS.scanObject]: scanObjectBody,
+  [TASKS.finalizeScanObject]: finalizeScanObjectBody,
+  [TASKS.applyRemediation]: sideEffectBody,
+  [TASKS.sendNotification]: sideEffectBody,
+} as const;
+
+type Bodies = typeof bodies;
+/** A parsed job of type T: the envelope plus its typed body. */
+export type Job<T extends TaskName> = Envelope & { job_type: T; body: z.infer<Bodies[T]> };
+
+/** Thrown for a payload that does not match its schema. Not retryable: the payload will not change. */
+export class InvalidPayloadError extends Error {
+  constructor(task: string, detail: string) {
+    super(`invalid ${task} payload: ${detail}`);
+    this.name = 'InvalidPayloadError';
+  }
+}
+
+function describe(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((i) => `${i.path.length ? i.path.join('.') : '(payload)'}: ${i.message}`)
+    .join('; ');
+}
+
+/** Parses an `unknown` payload as a job of type `task`, or throws InvalidPayloadError naming each problem. */
+export function parseJob<T extends TaskName>(task: T, payload: unknown): Job<T> {
+  const schema = envelopeSchema.extend({ job_type: z.literal(task), body: bodies[task] });
+  const parsed = schema.safeParse(payload);
+  if (!parsed.success) throw new InvalidPayloadError(task, describe(parsed.error));
+  return parsed.data as Job<T>;
+}
+
+/** Builds the envelope of a job derived from `parent` (same correlation and root, parent = its job id). */
+export function childEnvelope<T extends TaskName>(
+  parent: Envelope,
+  jobType: T,
+  idempotencyKey: string,
+  body: z.input<Bodies[T]>,
+): Envelope & { job_type: T; body: z.input<Bodies[T]> } {
+  return {
+    ...parent,
+    job_type: jobType,
+    job_id: crypto.randomUUID(),
+    parent_job_id: parent.job_id,
+    idempotency_key: idempotencyKey,
+    created_at: new Date().toISOString(),
+    body,
+  };
+}

@@ -1,0 +1,44 @@
+/**
+ * What the tasks of one worker process share: the pool, configuration, the scanner client, connectors,
+ * and the batchers that turn many concurrent jobs into few transactions.
+ */
+import type pg from 'pg';
+import type { Config } from '../config.ts';
+import { ConnectorRegistry } from '../connectors/registry.ts';
+import { scanResultsFinalize, scanResultsRecordScanned, scanResultsStates, type FinalizeItem, type ScannedItem } from '../db/sql/scan-results.ts';
+import { DsxaClient } from '../dsxa/client.ts';
+import type { Logger } from '../log.ts';
+import { Batcher } from './batcher.ts';
+
+export interface PipelineContext {
+  pool: pg.Pool;
+  config: Config;
+  log: Logger;
+  dsxa: DsxaClient;
+  connectors: ConnectorRegistry;
+  /** Scan preflight: the state of a result row, read for many scan jobs at once. */
+  resultStates: Batcher<string, string>;
+  /** Scan done: marks rows scanned and enqueues finalize jobs, for many scan jobs at once. */
+  scanned: Batcher<ScannedItem, string>;
+  /** Finalization of many results in one transaction. */
+  finalizer: Batcher<FinalizeItem, string>;
+}
+
+export function createPipelineContext(args: { pool: pg.Pool; config: Config; log: Logger; dsxaUrl: string; dsxaToken?: string | null }): PipelineContext {
+  const { pool, config } = args;
+  return {
+    pool,
+    config,
+    log: args.log,
+    dsxa: new DsxaClient({
+      url: args.dsxaUrl,
+      token: args.dsxaToken ?? null,
+      timeoutMs: config.dsxaTimeoutMs,
+      maxInFlight: config.dsxaMaxInFlight,
+    }),
+    connectors: new ConnectorRegistry(pool),
+    resultStates: new Batcher((keys) => scanResultsStates(pool, keys), { maxSize: 500, maxDelayMs: 1 }),
+    scanned: new Batcher((items) => scanResultsRecordScanned(pool, items), { maxSize: 500, maxDelayMs: 2 }),
+    finalizer: new Batcher((items) => scanResultsFinalize(pool, items), { maxSize: 500, maxDelayMs: 2 }),
+  };
+}

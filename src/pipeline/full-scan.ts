@@ -1,0 +1,53 @@
+/**
+ * Full scan, enumeration side: the FullScanScopeJob starts the scan; each EnumerateScopePageJob lists
+ * one page from the connector and records it (objects, their scan jobs, counters, cursor and the next
+ * page job) in one transaction.
+ */
+import { ConnectorError } from '../connectors/types.ts';
+import { fullScanBegin, fullScanEnumerationTarget, fullScanFail, fullScanRecordPage } from '../db/sql/full-scans.ts';
+import type { Job } from '../jobs/envelope.ts';
+import type { PipelineContext } from './context.ts';
+import { scopeFilter } from './filters.ts';
+
+/** Attempt bookkeeping from graphile-worker. */
+export interface Attempt {
+  attempts: number;
+  maxAttempts: number;
+}
+
+export async function beginFullScan(ctx: PipelineContext, job: Job<'full-scan-scope'>): Promise<string> {
+  return fullScanBegin(ctx.pool, job.body.full_scan_id);
+}
+
+/** Lists and records one page. Returns what happened ('recorded', 'duplicate', 'canceled', 'failed', ...). */
+export async function enumeratePage(ctx: PipelineContext, job: Job<'enumerate-scope-page'>, attempt: Attempt): Promise<string> {
+  const { full_scan_id: id, page_no: pageNo, cursor } = job.body;
+  const target = await fullScanEnumerationTarget(ctx.pool, id);
+  if (!target) return 'missing';
+  if (target.status !== 'running') return target.status; // canceled or failed: no new pages
+  if (target.pages > pageNo) return 'duplicate'; // this page was recorded before a crash or retry
+  let page;
+  try {
+    const connector = await ctx.connectors.get(target.integrationId);
+    page = await connector.listPage(target.root, cursor, ctx.config.pageSize);
+  } catch (err) {
+    const final = (err instanceof ConnectorError && !err.retryable) || attempt.attempts >= attempt.maxAttempts;
+    if (!final) throw err;
+    const message = `enumeration of page ${pageNo} failed: ${(err as Error).message}`;
+    await fullScanFail(ctx.pool, id, message);
+    return 'failed';
+  }
+  const keep = scopeFilter(target.root, target.includeGlobs, target.excludeGlobs);
+  const objects = page.objects
+    .filter((o) => keep(o.identity))
+    .map((o) => ({ identity: o.identity, size: o.size, etag: o.etag ?? null, mtime: o.mtime ?? null }));
+  const r = await fullScanRecordPage(ctx.pool, {
+    id,
+    pageNo,
+    objects,
+    nextCursor: page.nextCursor,
+    parentJobId: job.job_id,
+    scanMaxAttempts: ctx.config.scanMaxAttempts,
+  });
+  return r.status;
+}

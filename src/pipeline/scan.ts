@@ -1,0 +1,73 @@
+/**
+ * ScanObjectJob: fetch the object as a stream, submit it to DSXA, and hand the verdict to finalization.
+ * A retryable failure is thrown (graphile-worker retries with backoff) until the last attempt; then,
+ * or at once for a final failure, the object is finalized with the failure as its outcome, so a scan
+ * job never fails permanently and no full scan is stranded.
+ */
+import { ConnectorError } from '../connectors/types.ts';
+import { DsxaError } from '../dsxa/client.ts';
+import { childEnvelope, TASKS, type Job, type ScanOutcome } from '../jobs/envelope.ts';
+import type { PipelineContext } from './context.ts';
+import type { Attempt } from './full-scan.ts';
+
+/** How a scan job ended: queued a finalize job, or skipped (the row was no longer pending). */
+export type ScanJobResult = { status: 'queued' | 'skipped'; state?: string };
+
+function failureOf(err: unknown): { outcome: ScanOutcome; retryable: boolean } {
+  if (err instanceof ConnectorError) {
+    return { outcome: { kind: 'failure', stage: 'fetch', failure: err.kind, message: err.message }, retryable: err.retryable };
+  }
+  if (err instanceof DsxaError) {
+    return { outcome: { kind: 'failure', stage: 'scanner', failure: err.kind, message: err.message }, retryable: err.retryable };
+  }
+  // Unknown errors (a bug, a stream error mid-transfer) are retried; on the last attempt they end as
+  // a scan error rather than a stuck object.
+  const message = err instanceof Error ? err.message : String(err);
+  return { outcome: { kind: 'failure', stage: 'scanner', failure: 'protocol', message }, retryable: true };
+}
+
+export async function scanObject(ctx: PipelineContext, job: Job<'scan-object'>, attempt: Attempt): Promise<ScanJobResult> {
+  const state = await ctx.resultStates.add(job.idempotency_key);
+  // 'scanned': a previous delivery already queued the finalize job; 'finalized': done, or interrupted
+  // by a cancel; 'missing': the scope or scan was deleted. None of them is scanned again.
+  if (state !== 'pending') return { status: 'skipped', state };
+
+  const identity = job.object_identity!;
+  let outcome: ScanOutcome;
+  let fetchMs: number | null = null;
+  let scanMs: number | null = null;
+  let size = job.body.size;
+  const t0 = performance.now();
+  try {
+    const connector = await ctx.connectors.get(job.integration_id);
+    const opened = await connector.open(identity);
+    fetchMs = Math.round(performance.now() - t0);
+    size = opened.size ?? size;
+    try {
+      const r = await ctx.dsxa.scanBinary(opened.stream, {
+        size: opened.size,
+        metadata: `dsx-connect scope=${job.scope_id} key=${job.idempotency_key}`,
+      });
+      outcome = { kind: 'verdict', http_status: r.httpStatus, response: r.response as Record<string, unknown> };
+      scanMs = Math.round(r.durationMs);
+    } finally {
+      opened.stream.destroy();
+    }
+  } catch (err) {
+    const f = failureOf(err);
+    if (f.retryable && attempt.attempts < attempt.maxAttempts) throw err;
+    outcome = f.outcome;
+  }
+
+  const payload = childEnvelope(job, TASKS.finalizeScanObject, job.idempotency_key, {
+    result: outcome,
+    attempts: attempt.attempts,
+    fetch_ms: fetchMs,
+    scan_ms: scanMs,
+    size,
+    etag: job.body.etag,
+    mtime: job.body.mtime,
+  });
+  const recorded = await ctx.scanned.add({ idempotency_key: job.idempotency_key, attempts: attempt.attempts, payload });
+  return recorded === 'queued' ? { status: 'queued' } : { status: 'skipped', state: recorded };
+}
