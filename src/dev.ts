@@ -44,7 +44,7 @@ export async function ensureDemo(db: Database, dataDir: string): Promise<string>
 }
 
 export async function startDev(config: Config, log: Logger): Promise<DevHandle> {
-  const db = await openDatabase(config, { poolSize: Math.min(config.workerConcurrency, 20) + 10 });
+  const db = await openDatabase(config, { poolSize: config.workerConcurrency + 8 });
   let emulator: Awaited<ReturnType<typeof startEmulator>> | undefined;
   let dsxaUrl = config.dsxaUrl;
   if (!dsxaUrl) {

@@ -53,7 +53,7 @@ export function registerRuntimeCommands(program: Command): void {
         if (roles.includes('scan') && !config.dsxaUrl) {
           throw new UsageError('the scan role needs DSXA_URL (and DSXA_TOKEN if the scanner requires one); `dsx-connect dev` starts an emulator for you');
         }
-        const db = await openDatabase(config, { poolSize: Math.min(concurrency, 20) + 10 });
+        const db = await openDatabase(config, { poolSize: concurrency + 8 });
         const worker = await startWorker({
           pool: db.pool,
           config,
