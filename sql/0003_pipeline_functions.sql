@@ -148,11 +148,15 @@ begin
     return v_scan;
   end if;
   if p_mode = 'interrupt' then
+    -- Rows locked by a finalize or scan batch in flight are skipped: they are being finalized (or
+    -- their finalize job queued) right now and will be counted by that transaction.
     with c as (
       update dsx.scan_results r
          set state = 'finalized', outcome = 'canceled', reason = 'interrupted',
              raw_reason = 'full scan canceled (interrupt)', normalization_version = 1, finalized_at = now()
-       where r.full_scan_id = p_full_scan_id and r.state <> 'finalized'
+       where r.id in (select x.id from dsx.scan_results x
+                       where x.full_scan_id = p_full_scan_id and x.state <> 'finalized'
+                         for update skip locked)
       returning 1)
     select count(*) into v_canceled from c;
   end if;
@@ -251,7 +255,9 @@ begin
                                     p_parent_job_id, ins.idempotency_key, 'full_scan', v_scan.id::text,
                                     v_scope.integration_id, v_scope.id, ins.object_identity, v_scan.requested_by,
                                     jsonb_build_object('size', ins.size, 'etag', ins.etag, 'mtime', ins.mtime)),
-           null, null, p_scan_max_attempts, 'scan:' || ins.idempotency_key,
+           -- No job_key: the unique idempotency_key of dsx.scan_results already makes this job once per
+           -- object and scan, and keyed inserts cost graphile-worker an extra upsert per job.
+           null, null, p_scan_max_attempts, null,
            dsx_private.job_priority('scan-object', 'full_scan'), null)::graphile_worker.job_spec), '{}')
     into v_new, v_specs
     from ins;
@@ -312,8 +318,11 @@ create function dsx_private.record_scans(p_items jsonb)
 returns table (idempotency_key text, status text) language plpgsql as $$
 #variable_conflict use_column
 declare
+  v_all text[];
   v_keys text[];
 begin
+  -- "= any(v_all)" keeps the planner on the idempotency_key index (see finalize_results).
+  select array_agg(x->>'idempotency_key') into v_all from jsonb_array_elements(p_items) x;
   with i as (
     select distinct on (x.idempotency_key) x.*
       from jsonb_to_recordset(p_items) as x(idempotency_key text, attempts integer)
@@ -321,13 +330,16 @@ begin
     update dsx.scan_results r
        set state = 'scanned', scanned_at = now(), attempts = greatest(r.attempts, i.attempts)
       from i
-     where r.idempotency_key = i.idempotency_key and r.state = 'pending'
+     where r.idempotency_key = any(v_all) and r.idempotency_key = i.idempotency_key and r.state = 'pending'
     returning r.idempotency_key
   )
   select coalesce(array_agg(u.idempotency_key), '{}') into v_keys from u;
+  -- Safe for the same reason as in finalize_results: the scan job completes after this commit, synchronously.
+  perform set_config('synchronous_commit', 'off', true);
   if cardinality(v_keys) > 0 then
     perform graphile_worker.add_jobs(array(
-      select row('finalize-scan-object', i.payload::json, null, null, 25, 'finalize:' || i.idempotency_key,
+      -- No job_key: the pending -> scanned transition above admits one finalize job per result row.
+      select row('finalize-scan-object', i.payload::json, null, null, 25, null,
                  dsx_private.job_priority('finalize-scan-object'), null)::graphile_worker.job_spec
         from (select distinct on (x.idempotency_key) x.*
                 from jsonb_to_recordset(p_items) as x(idempotency_key text, payload jsonb)) i
@@ -338,5 +350,5 @@ begin
            case when k.key is not null then 'queued' else coalesce(r.state, 'missing') end
       from jsonb_to_recordset(p_items) as x(idempotency_key text)
       left join unnest(v_keys) as k(key) on k.key = x.idempotency_key
-      left join dsx.scan_results r on r.idempotency_key = x.idempotency_key;
+      left join dsx.scan_results r on r.idempotency_key = x.idempotency_key and r.idempotency_key = any(v_all);
 end $$;

@@ -11,7 +11,7 @@ import { integrationCreate, integrationGetByName, scopeCreate, scopeGetByName } 
 import { startEmulator } from './dsxa/emulator.ts';
 import type { Logger } from './log.ts';
 import { generateTree } from './testing/tree.ts';
-import { ALL_ROLES, startWorker, type WorkerHandle } from './worker/run.ts';
+import { ALL_ROLES, startWorker, workerPoolSize, type WorkerHandle } from './worker/run.ts';
 
 export const DEMO_NAME = 'demo';
 
@@ -44,7 +44,7 @@ export async function ensureDemo(db: Database, dataDir: string): Promise<string>
 }
 
 export async function startDev(config: Config, log: Logger): Promise<DevHandle> {
-  const db = await openDatabase(config, { poolSize: config.workerConcurrency + 8 });
+  const db = await openDatabase(config, { poolSize: workerPoolSize(config.workerConcurrency) });
   let emulator: Awaited<ReturnType<typeof startEmulator>> | undefined;
   let dsxaUrl = config.dsxaUrl;
   if (!dsxaUrl) {

@@ -5,7 +5,7 @@ import { openDatabase } from '../db/connect.ts';
 import { migrate } from '../db/migrate.ts';
 import { startEmulator } from '../dsxa/emulator.ts';
 import { log } from '../log.ts';
-import { ALL_ROLES, parseRoles, startWorker } from '../worker/run.ts';
+import { ALL_ROLES, parseRoles, startWorker, workerPoolSize } from '../worker/run.ts';
 import { action, positiveInt, UsageError } from './common.ts';
 
 /** Resolves on SIGINT/SIGTERM. */
@@ -53,7 +53,7 @@ export function registerRuntimeCommands(program: Command): void {
         if (roles.includes('scan') && !config.dsxaUrl) {
           throw new UsageError('the scan role needs DSXA_URL (and DSXA_TOKEN if the scanner requires one); `dsx-connect dev` starts an emulator for you');
         }
-        const db = await openDatabase(config, { poolSize: concurrency + 8 });
+        const db = await openDatabase(config, { poolSize: workerPoolSize(concurrency) });
         const worker = await startWorker({
           pool: db.pool,
           config,

@@ -45,12 +45,34 @@ export interface WorkerHandle {
   stop(): Promise<void>;
 }
 
-function workerLogger(log: Logger): WorkerLogger {
+/** graphile-worker logs routed to pino (its per-job INFO lines become debug). */
+export function workerLogger(log: Logger): WorkerLogger {
   return new WorkerLogger((scope) => (level, message, meta) => {
     const l = log.child({ component: 'graphile-worker', ...(scope.taskIdentifier ? { task: scope.taskIdentifier } : {}) });
-    const lvl = level === 'error' ? 'error' : level === 'warning' ? 'warn' : 'debug';
+    // Pools are deliberately smaller than concurrency: jobs come from the local queue and our SQL runs
+    // in batches, so a connection per running job would only cost server memory.
+    const expected = /maxPoolSize .* smaller than concurrency/.test(message);
+    const lvl = level === 'error' ? 'error' : level === 'warning' && !expected ? 'warn' : 'debug';
     l[lvl](meta ?? {}, message);
   });
+}
+
+/** Connections a worker process needs: graphile-worker's own, plus a few per batcher; not one per job. */
+export function workerPoolSize(concurrency: number): number {
+  return Math.min(concurrency, 32) + 8;
+}
+
+/** graphile-worker settings every worker process uses (the benchmark's queue ceiling uses them too). */
+export function workerPreset(concurrency: number, pollIntervalMs = 1000): GraphileConfig.Preset {
+  return {
+    worker: {
+      concurrentJobs: concurrency,
+      pollInterval: pollIntervalMs,
+      localQueue: { size: concurrency, refetchDelay: { durationMs: 10 } },
+      completeJobBatchDelay: 0,
+      failJobBatchDelay: 0,
+    },
+  };
 }
 
 export async function startWorker(args: {
@@ -74,15 +96,7 @@ export async function startWorker(args: {
     taskList,
     noHandleSignals: true,
     logger: workerLogger(args.log),
-    preset: {
-      worker: {
-        concurrentJobs: concurrency,
-        pollInterval: args.pollIntervalMs ?? 1000,
-        localQueue: { size: concurrency, refetchDelay: { durationMs: 10 } },
-        completeJobBatchDelay: 0,
-        failJobBatchDelay: 0,
-      },
-    },
+    preset: workerPreset(concurrency, args.pollIntervalMs),
   });
   runner.promise.catch((err) => args.log.error({ err }, 'worker stopped with an error'));
   return {
