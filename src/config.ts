@@ -23,7 +23,7 @@ const envSchema = z.object({
   DSXA_MAX_IN_FLIGHT: int(16),
   DSX_PAGE_SIZE: int(500),
   DSX_SCAN_MAX_ATTEMPTS: int(5),
-  DSX_WORKER_CONCURRENCY: int(64),
+  DSX_WORKER_CONCURRENCY: int(128),
   DSX_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

@@ -1,0 +1,90 @@
+/** Bench environment: a throwaway embedded PostgreSQL (product defaults), databases, the emulator process. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { PROJECT_DIR } from '../src/config.ts';
+import { createDatabaseIfMissing, makePool } from '../src/db/connect.ts';
+import { databaseUrl, ensureEmbeddedPostgres, type EmbeddedServer } from '../src/db/embedded.ts';
+import { migrate } from '../src/db/migrate.ts';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+export interface BenchServer {
+  adminUrl: string;
+  version: string;
+  stop(): Promise<void>;
+  /** A fresh migrated database. */
+  database(name: string, poolSize?: number): Promise<{ url: string; pool: pg.Pool }>;
+}
+
+export async function startServer(): Promise<BenchServer> {
+  let server: EmbeddedServer | undefined;
+  let tmp: string | undefined;
+  let adminUrl = process.env.BENCH_DATABASE_URL;
+  if (!adminUrl) {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dsx-bench-pg-'));
+    fs.chmodSync(tmp, 0o755);
+    server = await ensureEmbeddedPostgres({ dataDir: tmp, port: await freePort(), settings: { track_functions: 'pl' } });
+    adminUrl = server.adminUrl;
+  }
+  const c = new pg.Client({ connectionString: adminUrl });
+  await c.connect();
+  const version = (await c.query('show server_version')).rows[0].server_version as string;
+  await c.end();
+  return {
+    adminUrl,
+    version,
+    async stop() {
+      await server?.stop();
+      if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+    },
+    async database(name, poolSize = 40) {
+      const c2 = new pg.Client({ connectionString: adminUrl });
+      await c2.connect();
+      await c2.query(`drop database if exists ${name} with (force)`);
+      await c2.end();
+      await createDatabaseIfMissing(adminUrl!, name);
+      const url = databaseUrl(adminUrl!, name);
+      const pool = makePool(url, poolSize);
+      await migrate(pool);
+      return { url, pool };
+    },
+  };
+}
+
+/** The DSXA emulator in its own process (as in production, it must not share our event loop). */
+export async function startEmulatorProcess(opts: { latencyMs?: number; capacity?: number } = {}): Promise<{ url: string; proc: ChildProcess; stop(): Promise<void> }> {
+  const port = await freePort();
+  const proc = spawn(
+    process.execPath,
+    [path.join(PROJECT_DIR, 'src/cli/main.ts'), 'dsxa-emulator', '--port', String(port), '--latency-ms', String(opts.latencyMs ?? 0), '--capacity', String(opts.capacity ?? 256)],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  await new Promise<void>((resolve, reject) => {
+    proc.stdout!.on('data', (d: Buffer) => {
+      if (d.toString().includes('listening')) resolve();
+    });
+    proc.once('exit', (c) => reject(new Error(`emulator exited with ${c}`)));
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    proc,
+    stop: () =>
+      new Promise<void>((r) => {
+        proc.once('exit', () => r());
+        proc.kill('SIGTERM');
+      }),
+  };
+}

@@ -1,0 +1,187 @@
+/** The benchmark scenarios. Each returns plain figures; ratios are computed within one run. */
+import { run } from 'graphile-worker';
+import pg from 'pg';
+import { loadConfig, type Config } from '../src/config.ts';
+import { integrationCreate, scopeCreate } from '../src/db/sql/catalog.ts';
+import { fullScanStart } from '../src/db/sql/full-scans.ts';
+import { DsxaClient } from '../src/dsxa/client.ts';
+import { SyntheticConnector } from '../src/connectors/synthetic.ts';
+import { log } from '../src/log.ts';
+import { ALL_ROLES, startWorker, workerLogger, workerPoolSize, workerPreset } from '../src/worker/run.ts';
+import { startEmulatorProcess, type BenchServer } from './env.ts';
+
+export interface BenchOptions {
+  objects: number;
+  concurrency: number;
+}
+
+const quiet = log.child({});
+quiet.level = 'warn';
+
+function benchConfig(o: BenchOptions, extra: Partial<Config> = {}): Config {
+  return { ...loadConfig({}), workerConcurrency: o.concurrency, dsxaMaxInFlight: 64, pageSize: 1000, ...extra };
+}
+
+/** Trivial jobs through the same worker configuration the product uses: the queue's own ceiling. */
+export async function ceiling(server: BenchServer, o: BenchOptions) {
+  const { pool } = await server.database('bench_ceiling', workerPoolSize(o.concurrency));
+  const n = o.objects;
+  await pool.query(
+    `select graphile_worker.add_jobs(array(select row('noop', '{}'::json, null, null, null, null, null, null)::graphile_worker.job_spec from generate_series(1, $1)))`,
+    [n],
+  );
+  let done = 0;
+  let resolveDone!: () => void;
+  const finished = new Promise<void>((r) => (resolveDone = r));
+  const t0 = performance.now();
+  const runner = await run({
+    pgPool: pool,
+    taskList: { noop: async () => { if (++done === n) resolveDone(); } },
+    noHandleSignals: true,
+    logger: workerLogger(quiet),
+    preset: workerPreset(o.concurrency, 100),
+  });
+  await finished;
+  const seconds = (performance.now() - t0) / 1000;
+  await runner.stop();
+  await pool.end();
+  return { jobs: n, seconds, jobs_per_s: n / seconds };
+}
+
+async function waitFinished(pool: pg.Pool, id: number): Promise<void> {
+  for (;;) {
+    const { rows } = await pool.query('select finished_at from dsx.full_scans where id = $1', [id]);
+    if (rows[0]?.finished_at) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** A full scan of a synthetic scope through every stage, DSXA emulator in its own process. */
+export async function fullScan(server: BenchServer, o: BenchOptions, name: string, emu: { url: string }, extra: Partial<Config> = {}) {
+  const { pool } = await server.database(name, workerPoolSize(o.concurrency));
+  const integ = await integrationCreate(pool, { name: 'synthetic', kind: 'synthetic', settings: { objects: o.objects } });
+  const scope = await scopeCreate(pool, { integrationId: integ.id, name: 'synthetic', root: '', include: [], exclude: [], policy: {}, monitor: false });
+  const config = benchConfig(o, extra);
+  const worker = await startWorker({ pool, config, log: quiet, roles: ALL_ROLES, dsxaUrl: emu.url, pollIntervalMs: 100 });
+  const t0 = performance.now();
+  const { fullScanId } = await fullScanStart(pool, scope.id, 'bench');
+  await waitFinished(pool, fullScanId);
+  const seconds = (performance.now() - t0) / 1000;
+  const { rows } = await pool.query('select status, discovered::int, finalized::int, malicious_count::int from dsx.full_scans where id = $1', [fullScanId]);
+  // Where the database time went (track_functions is on in the bench server): the profile to read
+  // before changing anything on the hot path.
+  const profile = await pool.query(
+    `select schemaname || '.' || funcname as function, calls::int, round(total_time)::int as total_ms, round(self_time)::int as self_ms
+       from pg_stat_user_functions order by total_time desc limit 6`,
+  );
+  await worker.stop();
+  await pool.end();
+  return { objects: o.objects, seconds, objects_per_s: o.objects / seconds, ...rows[0], sql_profile: profile.rows };
+}
+
+/** Scenario 2: pipeline overhead against the queue ceiling, measured back to back. */
+export async function overhead(server: BenchServer, o: BenchOptions) {
+  const emu = await startEmulatorProcess({ latencyMs: 0, capacity: 256 });
+  try {
+    const pipeline = await fullScan(server, o, 'bench_overhead', emu);
+    const queue = await ceiling(server, { ...o, objects: Math.max(20_000, Math.min(o.objects, 100_000)) });
+    return { pipeline, ceiling: queue, ratio: pipeline.objects_per_s / queue.jobs_per_s };
+  } finally {
+    await emu.stop();
+  }
+}
+
+/** Scenario 3: emulator at 40 ms and 8 scans at once; the pipeline against a direct loop of 8 in flight. */
+export async function scannerBound(server: BenchServer, o: BenchOptions) {
+  const emu = await startEmulatorProcess({ latencyMs: 40, capacity: 8 });
+  try {
+    const connector = new SyntheticConnector({ objects: o.objects });
+    const client = new DsxaClient({ url: emu.url, maxInFlight: 8 });
+    let next = 1;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (next <= o.objects) {
+          const i = next++;
+          await client.scanBinary(connector.contents(i));
+        }
+      }),
+    );
+    const direct = { objects: o.objects, seconds: (performance.now() - t0) / 1000, objects_per_s: 0 };
+    direct.objects_per_s = o.objects / direct.seconds;
+    client.close();
+    const pipeline = await fullScan(server, o, 'bench_scanner_bound', emu, { dsxaMaxInFlight: 8 });
+    return { pipeline, direct, ratio: pipeline.objects_per_s / direct.objects_per_s };
+  } finally {
+    await emu.stop();
+  }
+}
+
+/** Scenario 4: enumeration alone (enumerate role only): objects discovered and durably enqueued per second, and peak RSS. */
+export async function enumeration(server: BenchServer, o: BenchOptions) {
+  const { pool } = await server.database('bench_enumeration', workerPoolSize(o.concurrency));
+  const integ = await integrationCreate(pool, { name: 'synthetic', kind: 'synthetic', settings: { objects: o.objects } });
+  const scope = await scopeCreate(pool, { integrationId: integ.id, name: 'synthetic', root: '', include: [], exclude: [], policy: {}, monitor: false });
+  const worker = await startWorker({ pool, config: benchConfig(o), log: quiet, roles: ['enumerate'], dsxaUrl: 'http://127.0.0.1:9', pollIntervalMs: 100 });
+  const checkpoint = Math.min(100_000, o.objects);
+  let peak = process.memoryUsage().rss;
+  let peakAtCheckpoint: number | null = null;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
+  const t0 = performance.now();
+  const { fullScanId } = await fullScanStart(pool, scope.id, 'bench');
+  for (;;) {
+    const { rows } = await pool.query('select discovered::int as d, enumeration_exhausted as x from dsx.full_scans where id = $1', [fullScanId]);
+    if (peakAtCheckpoint === null && rows[0].d >= checkpoint) peakAtCheckpoint = peak;
+    if (rows[0].x) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  clearInterval(sampler);
+  await worker.stop();
+  const { rows } = await pool.query(
+    `select (select count(*)::int from dsx.scan_results) as results,
+            (select count(*)::int from graphile_worker._private_jobs) as queued_jobs`,
+  );
+  await pool.end();
+  const mb = (b: number) => Math.round(b / 2 ** 20);
+  return {
+    objects: o.objects,
+    seconds,
+    objects_per_s: o.objects / seconds,
+    ...rows[0],
+    peak_rss_mb_at_100k: peakAtCheckpoint === null ? null : mb(peakAtCheckpoint),
+    peak_rss_mb_at_end: mb(peak),
+  };
+}
+
+/** Scenario 7: scenario 2 on a real directory tree of small files. */
+export async function filesystem(server: BenchServer, o: BenchOptions) {
+  const { generateTree } = await import('../src/testing/tree.ts');
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dsx-bench-fs-'));
+  const emu = await startEmulatorProcess({ latencyMs: 0, capacity: 256 });
+  try {
+    generateTree(dir, { files: o.objects });
+    const { pool } = await server.database('bench_filesystem', workerPoolSize(o.concurrency));
+    const integ = await integrationCreate(pool, { name: 'fs', kind: 'filesystem', settings: { root: dir } });
+    const scope = await scopeCreate(pool, { integrationId: integ.id, name: 'fs', root: '', include: [], exclude: [], policy: {}, monitor: false });
+    const worker = await startWorker({ pool, config: benchConfig(o), log: quiet, roles: ALL_ROLES, dsxaUrl: emu.url, pollIntervalMs: 100 });
+    const t0 = performance.now();
+    const { fullScanId } = await fullScanStart(pool, scope.id, 'bench');
+    await waitFinished(pool, fullScanId);
+    const seconds = (performance.now() - t0) / 1000;
+    await worker.stop();
+    await pool.end();
+    return { files: o.objects, seconds, objects_per_s: o.objects / seconds };
+  } finally {
+    await emu.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Scenarios that need parts not built yet say so instead of inventing a figure. */
+export function notAvailable(reason: string) {
+  return async () => ({ available: false, reason });
+}
