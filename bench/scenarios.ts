@@ -1,7 +1,10 @@
 /** The benchmark scenarios. Each returns plain figures; ratios are computed within one run. */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { run } from 'graphile-worker';
 import pg from 'pg';
-import { loadConfig, type Config } from '../src/config.ts';
+import { loadConfig, PROJECT_DIR, type Config } from '../src/config.ts';
 import { integrationCreate, scopeCreate } from '../src/db/sql/catalog.ts';
 import { fullScanStart } from '../src/db/sql/full-scans.ts';
 import { DsxaClient } from '../src/dsxa/client.ts';
@@ -117,41 +120,50 @@ export async function scannerBound(server: BenchServer, o: BenchOptions) {
   }
 }
 
-/** Scenario 4: enumeration alone (enumerate role only): objects discovered and durably enqueued per second, and peak RSS. */
+/** Peak resident set of a process so far (Linux VmHWM), in MB. */
+function peakRssMb(pid: number): number | null {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 1024) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Scenario 4: enumeration alone, in its own `dsx-connect worker --roles enumerate` process: objects
+ * discovered and durably enqueued per second, and that process's peak RSS at 100k and at the end.
+ */
 export async function enumeration(server: BenchServer, o: BenchOptions) {
-  const { pool } = await server.database('bench_enumeration', workerPoolSize(o.concurrency));
+  const { url, pool } = await server.database('bench_enumeration', 4);
   const integ = await integrationCreate(pool, { name: 'synthetic', kind: 'synthetic', settings: { objects: o.objects } });
   const scope = await scopeCreate(pool, { integrationId: integ.id, name: 'synthetic', root: '', include: [], exclude: [], policy: {}, monitor: false });
-  const worker = await startWorker({ pool, config: benchConfig(o), log: quiet, roles: ['enumerate'], dsxaUrl: 'http://127.0.0.1:9', pollIntervalMs: 100 });
+  const proc = spawn(process.execPath, [path.join(PROJECT_DIR, 'src/cli/main.ts'), 'worker', '--roles', 'enumerate'], {
+    env: { ...process.env, DATABASE_URL: url, DSX_PAGE_SIZE: '1000', DSX_LOG_LEVEL: 'warn' },
+    stdio: 'ignore',
+  });
   const checkpoint = Math.min(100_000, o.objects);
-  let peak = process.memoryUsage().rss;
-  let peakAtCheckpoint: number | null = null;
-  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
+  let atCheckpoint: number | null = null;
   const t0 = performance.now();
   const { fullScanId } = await fullScanStart(pool, scope.id, 'bench');
   for (;;) {
     const { rows } = await pool.query('select discovered::int as d, enumeration_exhausted as x from dsx.full_scans where id = $1', [fullScanId]);
-    if (peakAtCheckpoint === null && rows[0].d >= checkpoint) peakAtCheckpoint = peak;
+    if (atCheckpoint === null && rows[0].d >= checkpoint) atCheckpoint = peakRssMb(proc.pid!);
     if (rows[0].x) break;
     await new Promise((r) => setTimeout(r, 50));
   }
   const seconds = (performance.now() - t0) / 1000;
-  clearInterval(sampler);
-  await worker.stop();
+  const atEnd = peakRssMb(proc.pid!);
+  await new Promise((r) => {
+    proc.once('exit', r);
+    proc.kill('SIGTERM');
+  });
   const { rows } = await pool.query(
     `select (select count(*)::int from dsx.scan_results) as results,
             (select count(*)::int from graphile_worker._private_jobs) as queued_jobs`,
   );
   await pool.end();
-  const mb = (b: number) => Math.round(b / 2 ** 20);
-  return {
-    objects: o.objects,
-    seconds,
-    objects_per_s: o.objects / seconds,
-    ...rows[0],
-    peak_rss_mb_at_100k: peakAtCheckpoint === null ? null : mb(peakAtCheckpoint),
-    peak_rss_mb_at_end: mb(peak),
-  };
+  return { objects: o.objects, seconds, objects_per_s: o.objects / seconds, ...rows[0], peak_rss_mb_at_100k: atCheckpoint, peak_rss_mb_at_end: atEnd };
 }
 
 /** Scenario 7: scenario 2 on a real directory tree of small files. */

@@ -24,6 +24,8 @@ const envSchema = z.object({
   DSX_PAGE_SIZE: int(500),
   DSX_SCAN_MAX_ATTEMPTS: int(5),
   DSX_WORKER_CONCURRENCY: int(128),
+  DSX_WORKER_HEARTBEAT_MS: int(10_000, 100),
+  DSX_WORKER_DEAD_AFTER_MS: int(60_000, 500),
   DSX_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -42,6 +44,10 @@ export interface Config {
   pageSize: number;
   scanMaxAttempts: number;
   workerConcurrency: number;
+  /** How often each worker records that it is alive (and sweeps for dead ones). */
+  heartbeatMs: number;
+  /** A worker silent this long is dead: its jobs are unlocked for others. */
+  deadWorkerAfterMs: number;
   logLevel: string;
 }
 
@@ -65,6 +71,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     pageSize: e.DSX_PAGE_SIZE,
     scanMaxAttempts: e.DSX_SCAN_MAX_ATTEMPTS,
     workerConcurrency: e.DSX_WORKER_CONCURRENCY,
+    heartbeatMs: e.DSX_WORKER_HEARTBEAT_MS,
+    deadWorkerAfterMs: e.DSX_WORKER_DEAD_AFTER_MS,
     logLevel: e.DSX_LOG_LEVEL,
   };
 }

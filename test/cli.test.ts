@@ -56,6 +56,10 @@ t.test('the operator flow through the CLI, with workers in separate processes by
     finalized: tree.files,
     outcomes: { clean: tree.clean, malicious: tree.eicar, unable_to_scan: 1 },
   });
+  const verify = cli(env, 'scan', 'verify', id);
+  t.equal(verify.code, 0, verify.stdout);
+  t.match(verify.stdout, /^ok +discovered counter = result rows: counter 300, rows 300$/m);
+  t.notMatch(verify.stdout, /FAIL/);
   const stops = procs.map((p) => new Promise((r) => p.once('exit', r)));
   for (const p of procs) p.kill('SIGTERM');
   t.same(await Promise.all(stops), [0, 0], 'workers stop cleanly on SIGTERM');

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { fullScanCancel, fullScanStart } from '../src/db/sql/full-scans.ts';
+import { fullScanCancel, fullScanStart, fullScanVerify } from '../src/db/sql/full-scans.ts';
 import { generateTree } from '../src/testing/tree.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { emulator, fsScope, getScan, queuedJobs, syntheticScope, waitForScan, workers } from './helpers/pipeline.ts';
@@ -65,6 +65,9 @@ t.test('a full scan of a generated tree completes with exact counts per outcome,
   const { rows: effects } = await db.pool.query(`select kind, status, count(*)::int as n from dsx.side_effects group by 1, 2`);
   t.same(effects, [{ kind: 'notification', status: 'skipped', n: tree.eicar }]);
   t.same(await queuedJobs(db.pool), [], 'nothing is left in the queue');
+  const checks = await fullScanVerify(db.pool, scan.id);
+  t.same(checks.filter((c) => !c.ok), [], 'the invariant checker passes');
+  t.equal(checks.length, 8);
 });
 
 t.test('a second start while a scan is active returns the same id and enqueues nothing', async (t) => {

@@ -2,7 +2,7 @@
 import os from 'node:os';
 import type { Command } from 'commander';
 import { scopeGet, scopeGetByName } from '../db/sql/catalog.ts';
-import { fullScanCancel, fullScanProgressGet, fullScanStart, type FullScanProgress } from '../db/sql/full-scans.ts';
+import { fullScanCancel, fullScanProgressGet, fullScanStart, fullScanVerify, type FullScanProgress } from '../db/sql/full-scans.ts';
 import { action, output, positiveInt, UsageError, withDatabase } from './common.ts';
 
 const FINISHED = new Set(['completed', 'canceled', 'failed']);
@@ -108,6 +108,21 @@ export function registerScanCommands(program: Command): void {
             process.stderr.write(`full scan ${id} had already ended (${before.status}); nothing to cancel\n`);
           }
           process.stdout.write(`${status}\n`);
+        });
+      }),
+    );
+  scan
+    .command('verify')
+    .description('check a full scan\'s invariants (counters, one result per object, side effects, queue); exits 1 if any fails')
+    .argument('<id>', 'full scan id')
+    .option('--json', 'print JSON')
+    .action(
+      action(async (idArg: string, o: { json?: boolean }) => {
+        const id = positiveInt('full scan id', idArg);
+        await withDatabase(async (db) => {
+          const checks = await fullScanVerify(db.pool, id);
+          output(!!o.json, checks, () => checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'}  ${c.check_name}: ${c.detail}`).join('\n'));
+          if (checks.some((c) => !c.ok)) process.exitCode = 1;
         });
       }),
     );

@@ -6,7 +6,8 @@
  * with a local queue and batched completion (completeJobBatchDelay 0). Batching trades a little
  * crash-safety (more jobs may run again after a crash), which idempotency covers.
  */
-import { Logger as WorkerLogger, run, type Runner, type TaskList } from 'graphile-worker';
+import { EventEmitter } from 'node:events';
+import { Logger as WorkerLogger, run, type Runner, type TaskList, type WorkerEvents } from 'graphile-worker';
 import type pg from 'pg';
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
@@ -18,6 +19,7 @@ import fullScanScope from '../../tasks/full-scan-scope.ts';
 import scanObject from '../../tasks/scan-object.ts';
 import sendNotification from '../../tasks/send-notification.ts';
 import type { TaskFactory } from './define-task.ts';
+import { startHeartbeat } from './heartbeat.ts';
 
 /** The tasks each role runs. */
 export const ROLE_TASKS: Record<string, Record<string, TaskFactory>> = {
@@ -91,9 +93,18 @@ export async function startWorker(args: {
   for (const role of args.roles) {
     for (const [name, factory] of Object.entries(ROLE_TASKS[role] ?? {})) taskList[name] = factory(context);
   }
+  // The pool id is what graphile-worker writes into locked_by (jobs come from the local queue).
+  const events: WorkerEvents = new EventEmitter();
+  const heartbeats: { stop(): Promise<void> }[] = [];
+  events.on('pool:create', ({ workerPool }) => {
+    heartbeats.push(
+      startHeartbeat(args.pool, workerPool.id, args.roles, { intervalMs: args.config.heartbeatMs, deadAfterMs: args.config.deadWorkerAfterMs }, args.log),
+    );
+  });
   const runner = await run({
     pgPool: args.pool,
     taskList,
+    events,
     noHandleSignals: true,
     logger: workerLogger(args.log),
     preset: workerPreset(concurrency, args.pollIntervalMs),
@@ -104,6 +115,7 @@ export async function startWorker(args: {
     context,
     async stop() {
       await runner.stop();
+      await Promise.all(heartbeats.map((h) => h.stop()));
     },
   };
 }

@@ -122,3 +122,15 @@ export async function fullScanRecordPage(
 export async function fullScanFail(db: Queryable, id: number, error: string): Promise<void> {
   await db.query('select dsx_private.fail_full_scan($1, $2)', [id, error]);
 }
+
+/** One result of the invariant checker (dsx.verify_full_scan). */
+export interface VerifyCheck {
+  check_name: string;
+  ok: boolean;
+  detail: string;
+}
+
+export async function fullScanVerify(db: Queryable, id: number): Promise<VerifyCheck[]> {
+  const { rows } = await db.query<VerifyCheck>('select check_name, ok, detail from dsx.verify_full_scan($1)', [id]);
+  return rows;
+}

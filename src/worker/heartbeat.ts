@@ -1,0 +1,37 @@
+/**
+ * Worker liveness: each worker pool records a heartbeat, and sweeps for pools that went silent
+ * (SIGKILL, host loss), unlocking their jobs so they run again within deadAfter + interval — instead
+ * of graphile-worker's 4 hours. A live pool's jobs are never unlocked: its heartbeat stays fresh.
+ */
+import os from 'node:os';
+import type pg from 'pg';
+import type { Logger } from '../log.ts';
+
+export interface HeartbeatOptions {
+  intervalMs: number;
+  deadAfterMs: number;
+}
+
+export function startHeartbeat(pool: pg.Pool, workerId: string, roles: string[], opts: HeartbeatOptions, log: Logger): { stop(): Promise<void> } {
+  let stopped = false;
+  const beat = async () => {
+    try {
+      await pool.query('select dsx_private.worker_heartbeat($1, $2, $3, $4)', [workerId, os.hostname(), process.pid, roles]);
+      const { rows } = await pool.query<{ ids: string[] }>('select dsx_private.rescue_dead_workers(make_interval(secs => $1)) as ids', [
+        opts.deadAfterMs / 1000,
+      ]);
+      if (rows[0]?.ids.length) log.warn({ workers: rows[0].ids }, 'unlocked the jobs of workers that stopped heartbeating');
+    } catch (err) {
+      if (!stopped) log.warn({ err: (err as Error).message }, 'heartbeat failed (database unreachable?); retrying');
+    }
+  };
+  void beat();
+  const timer = setInterval(beat, opts.intervalMs);
+  return {
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await pool.query('delete from dsx_private.worker_heartbeats where worker_id = $1', [workerId]).catch(() => {});
+    },
+  };
+}
