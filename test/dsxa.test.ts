@@ -437,3 +437,20 @@ t.test('errors from servers that are not DSXA', async (t) => {
     await t.rejects(client(t, url).scanBinary(failing), { message: 'disk on fire' });
   });
 });
+
+t.test('timed-out requests give their connections back: hangs never starve later scans', async (t) => {
+  const emu = await startEmulator({ port: 0, failRate: 1, faultKinds: ['hang'] });
+  const client = new DsxaClient({ url: emu.url, timeoutMs: 150, maxInFlight: 2 });
+  t.teardown(async () => {
+    client.close();
+    await emu.close();
+  });
+  const hung = await Promise.allSettled(Array.from({ length: 6 }, () => client.scanBinary(Buffer.from('x'))));
+  t.ok(hung.every((r) => r.status === 'rejected' && (r.reason as DsxaError).kind === 'timeout'));
+  t.equal(emu.stats().faults.hang, 6, 'every request reached the scanner (none queued behind a hung socket)');
+  emu.setOptions({ failRate: 0 });
+  const t0 = performance.now();
+  const ok = await Promise.all(Array.from({ length: 4 }, () => client.scanBinary(Buffer.from('hello'))));
+  t.ok(ok.every((r) => r.response.verdict === 'Benign'));
+  t.ok(performance.now() - t0 < 1000, 'later scans are answered at once');
+});

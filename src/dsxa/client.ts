@@ -221,7 +221,14 @@ export class DsxaClient {
         if (!req.writableFinished) req.destroy();
         fn();
       };
-      const fail = (err: unknown) => settle(() => reject(err));
+      // A request that failed (timed out, aborted, lost) never gets its connection back: a timed-out
+      // request still waiting for its answer would otherwise hold a pooled socket forever, and once
+      // maxSockets of them hang, every later scan queues behind them until it times out too.
+      const fail = (err: unknown) =>
+        settle(() => {
+          req.destroy();
+          reject(err);
+        });
 
       const onAbort = () => {
         if (timeout.aborted) fail(new DsxaError('timeout', `DSXA at ${url} did not answer within ${this.#timeoutMs} ms`));

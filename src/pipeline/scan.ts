@@ -10,6 +10,9 @@ import { childEnvelope, TASKS, type Job, type ScanOutcome } from '../jobs/envelo
 import type { PipelineContext } from './context.ts';
 import type { Attempt } from './full-scan.ts';
 
+/** Tries of one scan inside one job attempt (pauses 100 ms, 400 ms) before the queue retries it. */
+const IN_PROCESS_TRIES = 3;
+
 /** How a scan job ended: queued a finalize job, or skipped (the row was no longer pending). */
 export type ScanJobResult = { status: 'queued' | 'skipped'; state?: string };
 
@@ -33,30 +36,38 @@ export async function scanObject(ctx: PipelineContext, job: Job<'scan-object'>, 
   if (state !== 'pending') return { status: 'skipped', state };
 
   const identity = job.object_identity!;
-  let outcome: ScanOutcome;
+  let outcome: ScanOutcome | undefined;
   let fetchMs: number | null = null;
   let scanMs: number | null = null;
   let size = job.body.size;
-  const t0 = performance.now();
-  try {
-    const connector = await ctx.connectors.get(job.integration_id);
-    const opened = await connector.open(identity);
-    fetchMs = Math.round(performance.now() - t0);
-    size = opened.size ?? size;
+  // Transient faults (a 503, a dropped connection, a failed read) are first retried here, reopening
+  // the object, after a short pause: cheaper than a queue retry, whose backoff starts at ~3 s.
+  for (let tryNo = 1; outcome === undefined; tryNo++) {
+    const t0 = performance.now();
     try {
-      const r = await ctx.dsxa.scanBinary(opened.stream, {
-        size: opened.size,
-        metadata: `dsx-connect scope=${job.scope_id} key=${job.idempotency_key}`,
-      });
-      outcome = { kind: 'verdict', http_status: r.httpStatus, response: r.response as Record<string, unknown> };
-      scanMs = Math.round(r.durationMs);
-    } finally {
-      opened.stream.destroy();
+      const connector = await ctx.connectors.get(job.integration_id);
+      const opened = await connector.open(identity);
+      fetchMs = Math.round(performance.now() - t0);
+      size = opened.size ?? size;
+      try {
+        const r = await ctx.dsxa.scanBinary(opened.stream, {
+          size: opened.size,
+          metadata: `dsx-connect scope=${job.scope_id} key=${job.idempotency_key}`,
+        });
+        outcome = { kind: 'verdict', http_status: r.httpStatus, response: r.response as Record<string, unknown> };
+        scanMs = Math.round(r.durationMs);
+      } finally {
+        opened.stream.destroy();
+      }
+    } catch (err) {
+      const f = failureOf(err);
+      if (f.retryable && tryNo < IN_PROCESS_TRIES) {
+        await new Promise((r) => setTimeout(r, 100 * 4 ** (tryNo - 1)));
+        continue;
+      }
+      if (f.retryable && attempt.attempts < attempt.maxAttempts) throw err;
+      outcome = f.outcome;
     }
-  } catch (err) {
-    const f = failureOf(err);
-    if (f.retryable && attempt.attempts < attempt.maxAttempts) throw err;
-    outcome = f.outcome;
   }
 
   const payload = childEnvelope(job, TASKS.finalizeScanObject, job.idempotency_key, {
