@@ -1,7 +1,6 @@
 /** Bench environment: a throwaway embedded PostgreSQL (product defaults), databases, the emulator process. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -9,17 +8,7 @@ import { PROJECT_DIR } from '../src/config.ts';
 import { createDatabaseIfMissing, makePool } from '../src/db/connect.ts';
 import { databaseUrl, ensureEmbeddedPostgres, type EmbeddedServer } from '../src/db/embedded.ts';
 import { migrate } from '../src/db/migrate.ts';
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
+import { freePort } from '../src/testing/ports.ts';
 
 export interface BenchServer {
   adminUrl: string;

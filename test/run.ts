@@ -5,7 +5,6 @@
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -13,19 +12,10 @@ import { PROJECT_DIR } from '../src/config.ts';
 import { createDatabaseIfMissing, makePool } from '../src/db/connect.ts';
 import { databaseUrl, ensureEmbeddedPostgres } from '../src/db/embedded.ts';
 import { migrate } from '../src/db/migrate.ts';
+import { freePort } from '../src/testing/ports.ts';
 
 const TEMPLATE = 'dsx_template';
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
 
 let adminUrl = process.env.TEST_DATABASE_URL;
 let stop = async () => {};
