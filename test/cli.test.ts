@@ -56,6 +56,13 @@ t.test('the operator flow through the CLI, with workers in separate processes by
     finalized: tree.files,
     outcomes: { clean: tree.clean, malicious: tree.eicar, unable_to_scan: 1 },
   });
+  const results = JSON.parse(cli(env, 'results', '--scope', 'data', '--outcome', 'malicious', '--json').stdout);
+  t.same(results.map((r: { identity: string }) => r.identity).sort(), tree.eicarPaths.map((p) => `data/${p}`).sort());
+  t.match(results[0], { outcome: 'malicious', reason: 'virus', source_type: 'full_scan', full_scan_id: Number(id) });
+  const all = JSON.parse(cli(env, 'results', '--scope', 'data', '--since', '2000-01-01T00:00:00Z', '--json').stdout);
+  t.equal(all.length, tree.files);
+  t.ok(all.every((r: { finalized_at: string }, i: number) => i === 0 || all[i - 1].finalized_at >= r.finalized_at), 'newest first');
+  t.equal(JSON.parse(cli(env, 'results', '--scope', 'data', '--since', '2999-01-01T00:00:00Z', '--json').stdout).length, 0);
   const verify = cli(env, 'scan', 'verify', id);
   t.equal(verify.code, 0, verify.stdout);
   t.match(verify.stdout, /^ok +discovered counter = result rows: counter 300, rows 300$/m);
@@ -74,6 +81,8 @@ t.test('the operator flow through the CLI, with workers in separate processes by
     [['scope', 'add', '--integration', 'local', '--name', 'x', '--root', 'x', '--policy', '{bad'], /--policy is not valid JSON/],
     [['integration', 'add', '--name', 'y', '--kind', 'filesystem', '--root', '/does/not/exist'], /is not an existing directory/],
     [['worker', '--roles', 'scan,cook'], /unknown worker role "cook"/],
+    [['results', '--scope', 'data', '--since', 'yesterday'], /--since must be an ISO-8601 time/],
+    [['results', '--scope', 'nope'], /unknown scope "nope"/],
   ] as const;
   for (const [args, message] of bad) {
     const r = cli(env, ...args);

@@ -2,6 +2,7 @@
 import os from 'node:os';
 import type { Command } from 'commander';
 import { scopeGet, scopeGetByName } from '../db/sql/catalog.ts';
+import { resultsList } from '../db/sql/results.ts';
 import { fullScanCancel, fullScanProgressGet, fullScanStart, fullScanVerify, type FullScanProgress } from '../db/sql/full-scans.ts';
 import { action, output, positiveInt, UsageError, withDatabase } from './common.ts';
 
@@ -123,6 +124,30 @@ export function registerScanCommands(program: Command): void {
           const checks = await fullScanVerify(db.pool, id);
           output(!!o.json, checks, () => checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'}  ${c.check_name}: ${c.detail}`).join('\n'));
           if (checks.some((c) => !c.ok)) process.exitCode = 1;
+        });
+      }),
+    );
+
+  program
+    .command('results')
+    .description('finalized results of a scope, newest first')
+    .requiredOption('--scope <name>', 'scope name')
+    .option('--since <iso-time>', 'only results finalized at or after this time')
+    .option('--outcome <outcome>', 'only this outcome (clean, malicious, unable_to_scan, ...)')
+    .option('--limit <n>', 'at most this many', '1000')
+    .option('--json', 'print JSON')
+    .action(
+      action(async (o: { scope: string; since?: string; outcome?: string; limit: string; json?: boolean }) => {
+        const since = o.since ? new Date(o.since) : undefined;
+        if (since && Number.isNaN(since.getTime())) throw new UsageError(`--since must be an ISO-8601 time (got ${JSON.stringify(o.since)})`);
+        const limit = positiveInt('--limit', o.limit);
+        await withDatabase(async (db) => {
+          const scope = await scopeGetByName(db.pool, o.scope);
+          if (!scope) throw new UsageError(`unknown scope ${JSON.stringify(o.scope)} (see: dsx-connect scope list)`);
+          const rows = await resultsList(db.pool, { scopeId: scope.id, since, outcome: o.outcome, limit });
+          output(!!o.json, rows, () =>
+            rows.map((r) => `${r.finalized_at}\t${r.outcome}${r.reason ? `/${r.reason}` : ''}\t${r.source_type}\t${r.identity}`).join('\n'),
+          );
         });
       }),
     );
