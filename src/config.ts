@@ -26,6 +26,8 @@ const envSchema = z.object({
   DSX_WORKER_CONCURRENCY: int(128),
   DSX_WORKER_HEARTBEAT_MS: int(10_000, 100),
   DSX_WORKER_DEAD_AFTER_MS: int(60_000, 500),
+  DSX_WEBHOOK_ALLOWED_HOSTS: z.string().default(''),
+  DSX_WEBHOOK_ALLOW_PRIVATE: z.enum(['true', 'false', '1', '0', '']).default('false'),
   DSX_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -49,6 +51,10 @@ export interface Config {
   /** A worker silent this long is dead: its jobs are unlocked for others. */
   deadWorkerAfterMs: number;
   logLevel: string;
+  /** Webhook hosts allowed (empty: any public host). */
+  webhookAllowedHosts: string[];
+  /** Allow webhooks to private, loopback and link-local addresses. */
+  webhookAllowPrivate: boolean;
 }
 
 /** Reads and validates the environment; throws a message naming the bad variable. */
@@ -74,5 +80,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     heartbeatMs: e.DSX_WORKER_HEARTBEAT_MS,
     deadWorkerAfterMs: e.DSX_WORKER_DEAD_AFTER_MS,
     logLevel: e.DSX_LOG_LEVEL,
+    webhookAllowedHosts: e.DSX_WEBHOOK_ALLOWED_HOSTS.split(',').map((h) => h.trim().toLowerCase()).filter(Boolean),
+    webhookAllowPrivate: e.DSX_WEBHOOK_ALLOW_PRIVATE === 'true' || e.DSX_WEBHOOK_ALLOW_PRIVATE === '1',
   };
 }

@@ -14,7 +14,8 @@ import { createPipelineContext, type PipelineContext } from '../../src/pipeline/
 import { ROLE_TASKS, startWorker, type WorkerHandle } from '../../src/worker/run.ts';
 
 export function testConfig(overrides: Partial<Config> = {}): Config {
-  return { ...loadConfig({}), pageSize: 100, scanMaxAttempts: 3, workerConcurrency: 16, ...overrides };
+  // Test receivers live on loopback: webhooks to private addresses are allowed unless a test says otherwise.
+  return { ...loadConfig({}), pageSize: 100, scanMaxAttempts: 3, workerConcurrency: 16, webhookAllowPrivate: true, ...overrides };
 }
 
 export async function emulator(t: Test, opts: EmulatorOptions = {}) {
