@@ -8,6 +8,11 @@ import { action } from './common.ts';
 import { registerRuntimeCommands, untilSignal } from './runtime-commands.ts';
 import { registerScanCommands } from './scan-commands.ts';
 
+// graphile-worker can reject a background promise nobody awaits when it loses the database (returning
+// its local queue while shutting down). A worker must log that and carry on (its pool is restarted),
+// not die: Node's default for an unhandled rejection is to exit.
+process.on('unhandledRejection', (err) => log.error({ err: err instanceof Error ? err.message : String(err) }, 'unhandled rejection'));
+
 const program = new Command('dsx-connect')
   .description('DSX-Connect on Postgres: scan storage with DSXA through a durable job pipeline in PostgreSQL')
   .showHelpAfterError()

@@ -42,7 +42,8 @@ export function parseRoles(spec: string): string[] {
 }
 
 export interface WorkerHandle {
-  runner: Runner;
+  /** The graphile-worker runner of the moment (replaced after a database outage). */
+  readonly runner: Runner;
   context: PipelineContext;
   stop(): Promise<void>;
 }
@@ -93,29 +94,69 @@ export async function startWorker(args: {
   for (const role of args.roles) {
     for (const [name, factory] of Object.entries(ROLE_TASKS[role] ?? {})) taskList[name] = factory(context);
   }
-  // The pool id is what graphile-worker writes into locked_by (jobs come from the local queue).
-  const events: WorkerEvents = new EventEmitter();
-  const heartbeats: { stop(): Promise<void> }[] = [];
-  events.on('pool:create', ({ workerPool }) => {
-    heartbeats.push(
-      startHeartbeat(args.pool, workerPool.id, args.roles, { intervalMs: args.config.heartbeatMs, deadAfterMs: args.config.deadWorkerAfterMs }, args.log),
-    );
-  });
-  const runner = await run({
-    pgPool: args.pool,
-    taskList,
-    events,
-    noHandleSignals: true,
-    logger: workerLogger(args.log),
-    preset: workerPreset(concurrency, args.pollIntervalMs),
-  });
-  runner.promise.catch((err) => args.log.error({ err }, 'worker stopped with an error'));
+  let stopping = false;
+  let current!: { runner: Runner; poolIds: string[]; heartbeats: { stop(): Promise<void> }[] };
+
+  // graphile-worker shuts its pool down when it loses the database (by design: "should trigger
+  // shutdown"). We restart it in place once the database answers again, with backoff, and release
+  // the jobs the dead pool held at once (we know it is dead), so a PostgreSQL restart costs seconds.
+  const launch = async (): Promise<void> => {
+    const events: WorkerEvents = new EventEmitter();
+    const generation = { runner: undefined as unknown as Runner, poolIds: [] as string[], heartbeats: [] as { stop(): Promise<void> }[] };
+    // The pool id is what graphile-worker writes into locked_by (jobs come from the local queue).
+    events.on('pool:create', ({ workerPool }) => {
+      generation.poolIds.push(workerPool.id);
+      generation.heartbeats.push(
+        startHeartbeat(args.pool, workerPool.id, args.roles, { intervalMs: args.config.heartbeatMs, deadAfterMs: args.config.deadWorkerAfterMs }, args.log),
+      );
+    });
+    generation.runner = await run({
+      pgPool: args.pool,
+      taskList,
+      events,
+      noHandleSignals: true,
+      logger: workerLogger(args.log),
+      preset: workerPreset(concurrency, args.pollIntervalMs),
+    });
+    current = generation;
+    // The pool ends when it shuts down, or is crippled when one of its workers cannot release a job
+    // ("committing seppuku"): either way, unless we asked for it, replace it with a new pool.
+    let over = false;
+    const ended = async (err?: unknown) => {
+      if (over) return;
+      over = true;
+      void generation.runner.kill('database connection lost').catch(() => {});
+      await Promise.all(generation.heartbeats.map((h) => h.stop()));
+      if (stopping) return;
+      args.log.error({ err: err instanceof Error ? err.message : err }, 'worker pool stopped (database unreachable?); restarting it when the database answers');
+      await relaunch(generation.poolIds);
+    };
+    generation.runner.promise.then(() => ended(), ended);
+    events.on('pool:fatalError', ({ error }) => void ended(error));
+    events.on('worker:fatalError', ({ error }) => void ended(error));
+  };
+  const relaunch = async (deadPoolIds: string[]): Promise<void> => {
+    for (let delay = 250; !stopping; delay = Math.min(delay * 2, 10_000)) {
+      try {
+        await args.pool.query('select graphile_worker.force_unlock_workers($1)', [deadPoolIds]);
+        await launch();
+        args.log.warn('worker pool restarted');
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  };
+  await launch();
   return {
-    runner,
+    get runner() {
+      return current.runner;
+    },
     context,
     async stop() {
-      await runner.stop();
-      await Promise.all(heartbeats.map((h) => h.stop()));
+      stopping = true;
+      await current.runner.stop().catch(() => {});
+      await Promise.all(current.heartbeats.map((h) => h.stop()));
     },
   };
 }
