@@ -7,6 +7,8 @@ import { registerCatalogCommands } from './catalog-commands.ts';
 import { action } from './common.ts';
 import { registerRuntimeCommands, untilSignal } from './runtime-commands.ts';
 import { registerScanCommands } from './scan-commands.ts';
+import { registerServerCommand, startApi } from './server-command.ts';
+import { registerTokenCommands } from './token-commands.ts';
 
 // graphile-worker can reject a background promise nobody awaits when it loses the database (returning
 // its local queue while shutting down). A worker must log that and carry on (its pool is restarted),
@@ -23,6 +25,8 @@ const program = new Command('dsx-connect')
 registerCatalogCommands(program);
 registerScanCommands(program);
 registerRuntimeCommands(program);
+registerServerCommand(program);
+registerTokenCommands(program);
 
 program
   .command('dev')
@@ -31,6 +35,11 @@ program
     action(async () => {
       const config = loadConfig();
       const dev = await startDev(config, log);
+      // The API runs open in dev unless DSX_JWT_SECRET is set (startApi warns loudly when open).
+      const api = await startApi(config, dev.db.url, { open: !config.jwtSecret }).catch(async (err) => {
+        await dev.stop();
+        throw err;
+      });
       const where = config.databaseUrl ? 'DATABASE_URL' : `embedded PostgreSQL (data in ${config.dataDir}/pg)`;
       process.stdout.write(
         [
@@ -40,6 +49,7 @@ program
           `  DSXA:     ${dev.dsxaUrl}${config.dsxaUrl ? '' : ' (bundled emulator)'}`,
           `  workers:  all roles, concurrency ${config.workerConcurrency}`,
           `  demo:     scope "demo" over ${dev.demoDir}`,
+          `  GraphQL:  ${api.server.url}/graphql  (GraphiQL: ${api.server.url}/)${config.jwtSecret ? '' : '  OPEN, no token needed'}`,
           '',
           'In another terminal:',
           '  npx dsx-connect scan start demo          # prints the full-scan id',
@@ -49,6 +59,7 @@ program
       );
       const sig = await untilSignal();
       log.info({ signal: sig }, 'shutting down');
+      await api.close();
       await dev.stop();
     }),
   );

@@ -1,0 +1,98 @@
+/**
+ * startFullScan / cancelFullScan: the names others script against, with the numeric row ids the CLI
+ * prints. Each runs dsx.start_full_scan / dsx.cancel_full_scan (the functions the CLI and psql use) in
+ * one transaction under the caller's database role; the payload's fullScan is then read back through
+ * the reflected FullScan type.
+ */
+import { access, type Step } from 'postgraphile/grafast';
+import { sideEffectWithPgClientTransaction } from 'postgraphile/@dataplan/pg';
+import { extendSchema, gql } from 'postgraphile/utils';
+
+const REQUESTED_BY = "coalesce(nullif(current_setting('dsx.subject', true), ''), session_user)";
+
+export const FullScanMutationsPlugin = extendSchema((build) => {
+  const fullScans = build.input.pgRegistry.pgResources.full_scans;
+  if (!fullScans) throw new Error('dsx.full_scans is not in the GraphQL registry');
+  const executor = fullScans.executor;
+  return {
+    typeDefs: gql`
+      """How a cancel treats queued and in-flight scan jobs."""
+      enum CancelMode {
+        """Queued and in-flight scans finish and are finalized normally."""
+        DRAIN
+        """Every object not yet finalized ends now as canceled, without being fetched."""
+        INTERRUPT
+      }
+      input StartFullScanInput {
+        """Row id of the scope (as printed by \`dsx-connect scope add\`)."""
+        scopeId: Int!
+      }
+      type StartFullScanPayload {
+        fullScan: FullScan
+        """True when the scope already had an active scan: that scan is returned and nothing was enqueued."""
+        alreadyActive: Boolean!
+      }
+      input CancelFullScanInput {
+        """Row id of the full scan (as printed by \`dsx-connect scan start\`)."""
+        fullScanId: Int!
+        mode: CancelMode! = DRAIN
+      }
+      type CancelFullScanPayload {
+        fullScan: FullScan
+      }
+      extend type Mutation {
+        """Starts a full scan of a scope, or returns its active one."""
+        startFullScan(input: StartFullScanInput!): StartFullScanPayload
+        """Cancels a queued or running full scan; a scan that already ended is returned as it is."""
+        cancelFullScan(input: CancelFullScanInput!): CancelFullScanPayload
+      }
+    `,
+    enums: {
+      CancelMode: { values: { DRAIN: { value: 'drain' }, INTERRUPT: { value: 'interrupt' } } },
+    },
+    objects: {
+      Mutation: {
+        plans: {
+          startFullScan(_$root: Step, fieldArgs: any) {
+            const $scopeId = fieldArgs.getRaw(['input', 'scopeId']);
+            return sideEffectWithPgClientTransaction(executor, $scopeId, async (client, scopeId) => {
+              const { rows } = await client.query<{ full_scan_id: string; already_active: boolean }>({
+                text: `select (r).full_scan_id, (r).already_active from (select dsx.start_full_scan($1, ${REQUESTED_BY}) as r) s`,
+                values: [scopeId],
+              });
+              return rows[0];
+            });
+          },
+          cancelFullScan(_$root: Step, fieldArgs: any) {
+            const $input = fieldArgs.getRaw('input');
+            return sideEffectWithPgClientTransaction(executor, $input, async (client, raw) => {
+              const input = raw as { fullScanId: number; mode?: string };
+              const { rows } = await client.query<{ id: string }>({
+                text: `select (dsx.cancel_full_scan($1, $2, ${REQUESTED_BY})).id`,
+                values: [input.fullScanId, (input.mode ?? 'DRAIN').toLowerCase()],
+              });
+              return { full_scan_id: rows[0]!.id };
+            });
+          },
+        },
+      },
+      StartFullScanPayload: {
+        plans: {
+          fullScan($r: Step) {
+            return fullScans.get({ id: access($r, 'full_scan_id') });
+          },
+          alreadyActive($r: Step) {
+            return access($r, 'already_active');
+          },
+        },
+      },
+      CancelFullScanPayload: {
+        plans: {
+          fullScan($r: Step) {
+            return fullScans.get({ id: access($r, 'full_scan_id') });
+          },
+        },
+      },
+    },
+  };
+}, 'DsxFullScanMutationsPlugin');

@@ -1,0 +1,68 @@
+/** `dsx-connect server`: the GraphQL API (and what `dev` uses to run it alongside the workers). */
+import type { Command } from 'commander';
+import { loadConfig, type Config } from '../config.ts';
+import { makePool, openDatabase } from '../db/connect.ts';
+import { log } from '../log.ts';
+import { startApiServer, type ApiServer } from '../server/http.ts';
+import { action, positiveInt } from './common.ts';
+import { untilSignal } from './runtime-commands.ts';
+
+const OPEN_WARNING = [
+  '',
+  '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
+  '!!  The GraphQL API is OPEN: no token is needed and every caller is an OPERATOR.        !!',
+  '!!  For development only. Set DSX_JWT_SECRET (or run `dsx-connect server`) to require   !!',
+  '!!  bearer tokens.                                                                      !!',
+  '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
+  '',
+].join('\n');
+
+/** Starts the API on its own pool of `dbUrl`; open mode prints a loud warning on stderr. */
+export async function startApi(config: Config, dbUrl: string, opts: { open: boolean; port?: number; host?: string }) {
+  const pool = makePool(dbUrl, 12);
+  let server: ApiServer;
+  try {
+    server = await startApiServer({
+      pool,
+      port: opts.port ?? config.port,
+      host: opts.host,
+      auth: { mode: opts.open ? 'open' : 'token', jwtSecret: config.jwtSecret, pool },
+    });
+  } catch (err) {
+    await pool.end();
+    throw err;
+  }
+  if (opts.open) process.stderr.write(OPEN_WARNING);
+  else if (!config.jwtSecret) log.warn('DSX_JWT_SECRET is not set: only API tokens (dsx-connect token create) are accepted');
+  return {
+    server,
+    async close() {
+      await server.close();
+      await pool.end();
+    },
+  };
+}
+
+export function registerServerCommand(program: Command): void {
+  program
+    .command('server')
+    .description('serve the GraphQL API: /graphql (HTTP and websockets), GraphiQL at /, /healthz, /readyz')
+    .option('--port <n>', 'port to listen on (default PORT, 5678)')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--open', 'no authentication, everyone is an operator (development only)')
+    .action(
+      action(async (o: { port?: string; host: string; open?: boolean }) => {
+        const config = loadConfig();
+        const db = await openDatabase(config, { poolSize: 2 });
+        try {
+          const api = await startApi(config, db.url, { open: !!o.open, port: o.port ? positiveInt('--port', o.port) : undefined, host: o.host });
+          process.stdout.write(`GraphQL API: ${api.server.url}/graphql (GraphiQL: ${api.server.url}/)\n`);
+          const sig = await untilSignal();
+          log.info({ signal: sig }, 'stopping the API server');
+          await api.close();
+        } finally {
+          await db.close();
+        }
+      }),
+    );
+}

@@ -1,0 +1,51 @@
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import t from 'tap';
+import { PROJECT_DIR } from '../src/config.ts';
+import { createTestDatabase } from './helpers/db.ts';
+import { JWT_SECRET, token } from './helpers/graphql.ts';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+t.test('dsx-connect server serves GraphQL, GraphiQL, health and readiness, and stops cleanly on SIGTERM', async (t) => {
+  const db = await createTestDatabase(t);
+  const port = await freePort();
+  const proc = spawn(process.execPath, [path.join(PROJECT_DIR, 'bin', 'dsx-connect.js'), 'server'], {
+    env: { ...process.env, DATABASE_URL: db.url, PORT: String(port), DSX_JWT_SECRET: JWT_SECRET, DSX_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.teardown(() => { proc.kill('SIGKILL'); });
+  let out = '';
+  proc.stdout.on('data', (d) => { out += d; });
+  proc.stderr.on('data', (d) => { out += d; });
+  const deadline = Date.now() + 30_000;
+  while (!out.includes('GraphQL API:')) {
+    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`server did not start: ${out}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const base = `http://127.0.0.1:${port}`;
+  t.match(out, `${base}/graphql`);
+  t.same(await (await fetch(`${base}/healthz`)).json(), { status: 'ok' });
+  t.same(await (await fetch(`${base}/readyz`)).json(), { status: 'ready' });
+  const page = await fetch(`${base}/`, { headers: { accept: 'text/html' } });
+  t.match(await page.text(), /ruru|graphiql/i, 'GraphiQL (Ruru) at /');
+  const post = (bearer?: string) =>
+    fetch(`${base}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
+      body: JSON.stringify({ query: '{ allFullScans { totalCount } }' }),
+    }).then((r) => r.json());
+  t.match(await post(), { errors: [{ message: /authentication required/ }] });
+  t.same(await post(await token('viewer')), { data: { allFullScans: { totalCount: 0 } } });
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  proc.kill('SIGTERM');
+  t.equal(await exited, 0, 'exits 0 on SIGTERM');
+});
