@@ -28,6 +28,9 @@ const envSchema = z.object({
   DSX_WORKER_DEAD_AFTER_MS: int(60_000, 500),
   DSX_WEBHOOK_ALLOWED_HOSTS: z.string().default(''),
   DSX_WEBHOOK_ALLOW_PRIVATE: z.enum(['true', 'false', '1', '0', '']).default('false'),
+  DSX_MONITOR_DEBOUNCE_MS: int(1000, 0),
+  DSX_MONITOR_SYNC_MS: int(2000, 50),
+  DSX_EVENT_MAX_BYTES: int(1_048_576, 1024),
   DSX_JWT_SECRET: z.string().min(32, 'must be at least 32 characters (HS256 key)').optional(),
   DSX_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -56,6 +59,12 @@ export interface Config {
   webhookAllowedHosts: string[];
   /** Allow webhooks to private, loopback and link-local addresses. */
   webhookAllowPrivate: boolean;
+  /** Monitoring: events for one object within this window of its last scan fold into one trailing scan. */
+  monitorDebounceMs: number;
+  /** How often the filesystem watcher re-reads which scopes are monitored. */
+  monitorSyncMs: number;
+  /** Largest event intake request body accepted. */
+  eventMaxBytes: number;
   /** HS256 secret of the GraphQL API's bearer JWTs; unset = API tokens only (or the open dev mode). */
   jwtSecret: string | undefined;
 }
@@ -85,6 +94,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.DSX_LOG_LEVEL,
     webhookAllowedHosts: e.DSX_WEBHOOK_ALLOWED_HOSTS.split(',').map((h) => h.trim().toLowerCase()).filter(Boolean),
     webhookAllowPrivate: e.DSX_WEBHOOK_ALLOW_PRIVATE === 'true' || e.DSX_WEBHOOK_ALLOW_PRIVATE === '1',
+    monitorDebounceMs: e.DSX_MONITOR_DEBOUNCE_MS,
+    monitorSyncMs: e.DSX_MONITOR_SYNC_MS,
+    eventMaxBytes: e.DSX_EVENT_MAX_BYTES,
     jwtSecret: e.DSX_JWT_SECRET,
   };
 }

@@ -12,6 +12,9 @@ import {
   scopeList,
   scopeSetPolicy,
 } from '../db/sql/catalog.ts';
+import { eventSecretEnsure, monitorOverview, scopeSetMonitor } from '../db/sql/monitor.ts';
+import { loadConfig } from '../config.ts';
+import crypto from 'node:crypto';
 import { action, jsonArg, output, UsageError, withDatabase } from './common.ts';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -22,14 +25,16 @@ export function registerCatalogCommands(program: Command): void {
     .command('add')
     .description('add an integration')
     .requiredOption('--name <name>', 'integration name')
-    .requiredOption('--kind <kind>', 'filesystem | synthetic')
+    .requiredOption('--kind <kind>', 'filesystem | synthetic | s3 | azure_blob')
     .option('--root <dir>', 'filesystem: the directory this integration covers')
     .option('--quarantine <dir>', 'filesystem: where "move" remediation puts objects (default <root>/.dsx-quarantine)')
     .option('--objects <n>', 'synthetic: number of generated objects')
+    .option('--bucket <name>', 's3: the bucket (its event notifications are checked against it)')
+    .option('--container <name>', 'azure_blob: the container (its Event Grid events are checked against it)')
     .option('--settings <json>', 'extra settings as a JSON object')
     .option('--json', 'print JSON')
     .action(
-      action(async (o: { name: string; kind: string; root?: string; quarantine?: string; objects?: string; settings?: string; json?: boolean }) => {
+      action(async (o: { name: string; kind: string; root?: string; quarantine?: string; objects?: string; bucket?: string; container?: string; settings?: string; json?: boolean }) => {
         const settings: Record<string, unknown> = o.settings ? (jsonArg('--settings', o.settings) as Record<string, unknown>) : {};
         if (typeof settings !== 'object' || settings === null || Array.isArray(settings)) throw new UsageError('--settings must be a JSON object');
         if (o.kind === 'filesystem') {
@@ -42,8 +47,14 @@ export function registerCatalogCommands(program: Command): void {
           if (!o.objects) throw new UsageError('a synthetic integration needs --objects N');
           settings.objects = Number(o.objects);
           if (!Number.isInteger(settings.objects) || (settings.objects as number) < 0) throw new UsageError('--objects must be a non-negative integer');
+        } else if (o.kind === 's3') {
+          if (!o.bucket) throw new UsageError('an s3 integration needs --bucket NAME');
+          settings.bucket = o.bucket;
+        } else if (o.kind === 'azure_blob') {
+          if (!o.container) throw new UsageError('an azure_blob integration needs --container NAME');
+          settings.container = o.container;
         } else {
-          throw new UsageError(`unknown --kind ${JSON.stringify(o.kind)} (this version has filesystem and synthetic)`);
+          throw new UsageError(`unknown --kind ${JSON.stringify(o.kind)} (expected filesystem, synthetic, s3 or azure_blob)`);
         }
         await withDatabase(async (db) => {
           const row = await integrationCreate(db.pool, { name: o.name, kind: o.kind, settings });
@@ -60,6 +71,35 @@ export function registerCatalogCommands(program: Command): void {
         await withDatabase(async (db) => {
           const rows = await integrationList(db.pool);
           output(!!o.json, rows, () => rows.map((r) => `${r.id}\t${r.name}\t${r.kind}\t${JSON.stringify(r.settings)}`).join('\n'));
+        });
+      }),
+    );
+
+  integration
+    .command('event-secret')
+    .description('print the event intake URL and secret of an integration (created on first use)')
+    .argument('<name>', 'integration name')
+    .option('--rotate', 'replace the secret with a new one (senders must be updated)')
+    .option('--base-url <url>', 'public base URL of the API server (default http://localhost:PORT)')
+    .option('--json', 'print JSON')
+    .action(
+      action(async (name: string, o: { rotate?: boolean; baseUrl?: string; json?: boolean }) => {
+        const base = (o.baseUrl ?? `http://localhost:${loadConfig().port}`).replace(/\/+$/, '');
+        await withDatabase(async (db) => {
+          const integ = await integrationGetByName(db.pool, name);
+          if (!integ) throw new UsageError(`unknown integration ${JSON.stringify(name)} (see: dsx-connect integration list)`);
+          const secret = await eventSecretEnsure(db.pool, integ.id, !!o.rotate, crypto.randomBytes(24).toString('base64url'));
+          const url = `${base}/events/${integ.id}`;
+          output(!!o.json, { integration_id: integ.id, url, secret }, () =>
+            [
+              `url:    ${url}`,
+              `secret: ${secret}`,
+              'Authenticate each POST with one of:',
+              `  Authorization: Bearer ${secret}`,
+              '  X-DSX-Signature: sha256=<hex HMAC-SHA256 of the body, keyed with the secret>',
+              `  ${url}?token=${secret}   (SNS subscriptions, Event Grid webhooks)`,
+            ].join('\n'),
+          );
         });
       }),
     );
@@ -118,6 +158,23 @@ export function registerCatalogCommands(program: Command): void {
       }),
     );
   scope
+    .command('update')
+    .description('change a scope: turn monitoring on or off')
+    .argument('<scope>', 'scope name')
+    .option('--monitor', 'turn monitoring on')
+    .option('--no-monitor', 'turn monitoring off')
+    .action(
+      action(async (name: string, o: { monitor?: boolean }) => {
+        if (o.monitor === undefined) throw new UsageError('nothing to change: give --monitor or --no-monitor');
+        await withDatabase(async (db) => {
+          const s = await scopeGetByName(db.pool, name);
+          if (!s) throw new UsageError(`unknown scope ${JSON.stringify(name)} (see: dsx-connect scope list)`);
+          await scopeSetMonitor(db.pool, s.id, o.monitor!);
+          process.stdout.write(`scope ${name}: monitoring ${o.monitor ? 'on' : 'off'}\n`);
+        });
+      }),
+    );
+  scope
     .command('set-policy')
     .description('set the post-scan policy of a scope')
     .argument('<scope>', 'scope name')
@@ -129,6 +186,27 @@ export function registerCatalogCommands(program: Command): void {
           const s = await scopeGetByName(db.pool, name);
           if (!s) throw new UsageError(`unknown scope ${JSON.stringify(name)}`);
           await scopeSetPolicy(db.pool, s.id, p);
+        });
+      }),
+    );
+
+  program
+    .command('monitor')
+    .description('monitoring per scope: on/off and event counters (received, scanned, coalesced, ignored)')
+    .option('--json', 'print JSON')
+    .action(
+      action(async (o: { json?: boolean }) => {
+        await withDatabase(async (db) => {
+          const rows = await monitorOverview(db.pool);
+          output(!!o.json, rows, () =>
+            rows
+              .map(
+                (r) =>
+                  `${r.scope_id}\t${r.scope_name}\tmonitor ${r.monitor ? 'on' : 'off'}\treceived=${r.events_received} scanned=${r.events_scanned} ` +
+                  `coalesced=${r.events_coalesced} ignored: deleted=${r.ignored_deleted} excluded=${r.ignored_excluded} disabled=${r.ignored_disabled}`,
+              )
+              .join('\n'),
+          );
         });
       }),
     );

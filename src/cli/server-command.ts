@@ -26,6 +26,8 @@ export async function startApi(config: Config, dbUrl: string, opts: { open: bool
       pool,
       port: opts.port ?? config.port,
       host: opts.host,
+      eventMaxBytes: config.eventMaxBytes,
+      log,
       auth: { mode: opts.open ? 'open' : 'token', jwtSecret: config.jwtSecret, pool },
     });
   } catch (err) {

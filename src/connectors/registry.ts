@@ -7,7 +7,7 @@ import { integrationGet, type Integration } from '../db/sql/catalog.ts';
 import { FaultyConnector } from './faulty.ts';
 import { FilesystemConnector } from './filesystem.ts';
 import { SyntheticConnector } from './synthetic.ts';
-import type { Connector } from './types.ts';
+import { ConnectorError, type Connector } from './types.ts';
 
 /** A connector for one integration row. Throws for a kind this build cannot serve. */
 export function connectorFor(integration: Pick<Integration, 'name' | 'kind' | 'settings'>): Connector {
@@ -37,7 +37,8 @@ function baseConnector(integration: Pick<Integration, 'name' | 'kind' | 'setting
         eicarEvery: typeof s.eicar_every === 'number' ? s.eicar_every : undefined,
       });
     default:
-      throw new Error(`integration ${integration.name}: connector kind ${integration.kind} is not available in this version`);
+      // s3 / azure_blob integrations receive storage events (monitoring) but cannot fetch objects yet.
+      throw new ConnectorError('unavailable', `integration ${integration.name}: connector kind ${integration.kind} is not available in this version`);
   }
 }
 

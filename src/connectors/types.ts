@@ -26,7 +26,7 @@ export interface Page {
 }
 
 /** Why a connector could not do what was asked. */
-export type ConnectorErrorKind = 'not_found' | 'permission' | 'escape' | 'transient' | 'invalid';
+export type ConnectorErrorKind = 'not_found' | 'permission' | 'escape' | 'transient' | 'invalid' | 'unavailable';
 
 /** An error with a classification the pipeline can act on (retry or finalize). */
 export class ConnectorError extends Error {

@@ -20,6 +20,7 @@ export const TASKS = {
   finalizeScanObject: 'finalize-scan-object',
   applyRemediation: 'apply-remediation',
   sendNotification: 'send-notification',
+  monitorEventIngest: 'monitor-event-ingest',
 } as const;
 export type TaskName = (typeof TASKS)[keyof typeof TASKS];
 
@@ -37,12 +38,15 @@ export const envelopeSchema = z.object({
   source_type: z.enum(['full_scan', 'monitor', 'manual']),
   source_entity_id: z.string().min(1),
   integration_id: id,
-  scope_id: id,
+  /** Null only for a MonitorEventIngestJob of events whose scope is not resolved yet. */
+  scope_id: id.nullable(),
   object_identity: z.string().min(1).max(8192).nullable(),
   requested_by: z.string().min(1),
   created_at: isoTime,
 });
 export type Envelope = z.infer<typeof envelopeSchema>;
+/** The envelope of every job except MonitorEventIngestJob: it always names its scope. */
+type ScopedEnvelope = Omit<Envelope, 'scope_id'> & { scope_id: number };
 
 export const fullScanScopeBody = z.object({ full_scan_id: id });
 export const enumerateScopePageBody = z.object({
@@ -91,6 +95,12 @@ export const sideEffectBody = z.object({
   channel_id: id.nullable(),
 });
 
+export const monitorEventIngestBody = z.object({
+  event_ids: z.array(id).min(1).max(100_000),
+  /** A trailing (debounced) scan of one deferred event, rather than the first look at new events. */
+  trailing: z.boolean(),
+});
+
 const bodies = {
   [TASKS.fullScanScope]: fullScanScopeBody,
   [TASKS.enumerateScopePage]: enumerateScopePageBody,
@@ -98,11 +108,15 @@ const bodies = {
   [TASKS.finalizeScanObject]: finalizeScanObjectBody,
   [TASKS.applyRemediation]: sideEffectBody,
   [TASKS.sendNotification]: sideEffectBody,
+  [TASKS.monitorEventIngest]: monitorEventIngestBody,
 } as const;
 
 type Bodies = typeof bodies;
 /** A parsed job of type T: the envelope plus its typed body. */
-export type Job<T extends TaskName> = Envelope & { job_type: T; body: z.infer<Bodies[T]> };
+export type Job<T extends TaskName> = (T extends 'monitor-event-ingest' ? Envelope : ScopedEnvelope) & {
+  job_type: T;
+  body: z.infer<Bodies[T]>;
+};
 
 /** Thrown for a payload that does not match its schema. Not retryable: the payload will not change. */
 export class InvalidPayloadError extends Error {
@@ -126,7 +140,11 @@ const jobSchemas = new Map<TaskName, z.ZodType>();
 function jobSchema(task: TaskName): z.ZodType {
   let schema = jobSchemas.get(task);
   if (!schema) {
-    schema = envelopeSchema.extend({ job_type: z.literal(task), body: bodies[task] });
+    schema = envelopeSchema.extend({
+      job_type: z.literal(task),
+      ...(task === TASKS.monitorEventIngest ? {} : { scope_id: id }),
+      body: bodies[task],
+    });
     jobSchemas.set(task, schema);
   }
   return schema;
@@ -140,11 +158,11 @@ export function parseJob<T extends TaskName>(task: T, payload: unknown): Job<T> 
 
 /** Builds the envelope of a job derived from `parent` (same correlation and root, parent = its job id). */
 export function childEnvelope<T extends TaskName>(
-  parent: Envelope,
+  parent: ScopedEnvelope,
   jobType: T,
   idempotencyKey: string,
   body: z.input<Bodies[T]>,
-): Envelope & { job_type: T; body: z.input<Bodies[T]> } {
+): ScopedEnvelope & { job_type: T; body: z.input<Bodies[T]> } {
   return {
     ...parent,
     job_type: jobType,

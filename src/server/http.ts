@@ -10,6 +10,8 @@ import { postgraphile } from 'postgraphile';
 import { grafserv } from 'postgraphile/grafserv/node';
 import { PgSubscriber } from 'postgraphile/adaptors/pg';
 import { makePreset } from '../../graphql/preset.ts';
+import { log as defaultLog, type Logger } from '../log.ts';
+import { createEventIntake } from '../monitor/intake.ts';
 import type { AuthOptions } from './auth.ts';
 
 export interface ApiServer {
@@ -18,15 +20,28 @@ export interface ApiServer {
   close(): Promise<void>;
 }
 
-export async function startApiServer(args: { pool: pg.Pool; auth: AuthOptions; port: number; host?: string }): Promise<ApiServer> {
+export async function startApiServer(args: {
+  pool: pg.Pool;
+  auth: AuthOptions;
+  port: number;
+  host?: string;
+  /** Event intake (POST /events/:integrationId): largest body accepted. */
+  eventMaxBytes?: number;
+  log?: Logger;
+}): Promise<ApiServer> {
   // Our own LISTEN connection (one pool client), released by close() so the pool can end.
   const subscriber = new PgSubscriber(args.pool);
   const pgl = postgraphile(makePreset({ pool: args.pool, subscriber, auth: args.auth }));
   await pgl.getSchema(); // fail at start, not at the first request, if the schema cannot be built
   const serv = pgl.createServ(grafserv);
   const handler = serv.createHandler();
+  const intake = createEventIntake({ pool: args.pool, log: args.log ?? defaultLog, maxBytes: args.eventMaxBytes ?? 1_048_576 });
   const server = http.createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (path.startsWith('/events/') || path === '/events') {
+      void intake(req, res);
+      return;
+    }
     if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
       return;

@@ -16,10 +16,12 @@ import applyRemediation from '../../tasks/apply-remediation.ts';
 import enumerateScopePage from '../../tasks/enumerate-scope-page.ts';
 import finalizeScanObject from '../../tasks/finalize-scan-object.ts';
 import fullScanScope from '../../tasks/full-scan-scope.ts';
+import monitorEventIngest from '../../tasks/monitor-event-ingest.ts';
 import scanObject from '../../tasks/scan-object.ts';
 import sendNotification from '../../tasks/send-notification.ts';
 import type { TaskFactory } from './define-task.ts';
 import { startHeartbeat } from './heartbeat.ts';
+import { startWatcher, type WatcherHandle } from '../monitor/watcher.ts';
 
 /** The tasks each role runs. */
 export const ROLE_TASKS: Record<string, Record<string, TaskFactory>> = {
@@ -28,6 +30,9 @@ export const ROLE_TASKS: Record<string, Record<string, TaskFactory>> = {
   finalize: { 'finalize-scan-object': finalizeScanObject },
   remediate: { 'apply-remediation': applyRemediation },
   notify: { 'send-notification': sendNotification },
+  // Storage events: ingestion of HTTP and watcher events, and (in one process per database) the
+  // filesystem watcher of monitored scopes.
+  monitor: { 'monitor-event-ingest': monitorEventIngest },
 };
 export const ALL_ROLES = Object.keys(ROLE_TASKS);
 
@@ -45,6 +50,8 @@ export interface WorkerHandle {
   /** The graphile-worker runner of the moment (replaced after a database outage). */
   readonly runner: Runner;
   context: PipelineContext;
+  /** The filesystem watcher, when this process has the monitor role. */
+  watcher: WatcherHandle | null;
   stop(): Promise<void>;
 }
 
@@ -148,13 +155,16 @@ export async function startWorker(args: {
     }
   };
   await launch();
+  const watcher = args.roles.includes('monitor') ? startWatcher({ pool: args.pool, log: args.log, syncMs: args.config.monitorSyncMs }) : null;
   return {
     get runner() {
       return current.runner;
     },
     context,
+    watcher,
     async stop() {
       stopping = true;
+      await watcher?.stop();
       await current.runner.stop().catch(() => {});
       await Promise.all(current.heartbeats.map((h) => h.stop()));
     },

@@ -1,0 +1,384 @@
+-- Monitoring: storage events (HTTP intake, the filesystem watcher) become durable dsx.monitor_events
+-- rows and a MonitorEventIngestJob in one transaction; the ingest job resolves each event's scope,
+-- applies its filters, debounces bursts, and enqueues the same ScanObjectJob -> finalize path a full
+-- scan uses (source_type 'monitor', source_entity_id = the event id, ahead of full-scan work).
+
+-- Per-integration shared secret of the event intake (POST /events/:integrationId). Stored readable
+-- because HMAC verification needs the key itself; lives in dsx_private like every other secret.
+create table dsx_private.integration_event_secrets (
+  integration_id bigint primary key references dsx.integrations on delete cascade,
+  secret text not null check (length(secret) >= 16),
+  created_at timestamptz not null default now()
+);
+
+create table dsx.monitor_events (
+  id bigint generated always as identity primary key,
+  integration_id bigint not null references dsx.integrations on delete cascade,
+  -- How it arrived: an S3 notification (plain, in an SNS envelope, or from EventBridge), an Azure
+  -- Event Grid event, the documented generic form, or the filesystem watcher.
+  source text not null check (source in ('s3', 'sns', 'eventbridge', 'eventgrid', 'generic', 'watch')),
+  -- The sender's id for the event (S3 sequencer, Event Grid id, generic eventId): a redelivered
+  -- notification is recognized and not ingested twice.
+  external_id text,
+  event_type text not null check (event_type in ('created', 'modified', 'deleted')),
+  -- Bucket or container named by the event, checked against the integration's settings.
+  container text,
+  object_identity text not null,
+  etag text,
+  size bigint,
+  occurred_at timestamptz,
+  correlation_id uuid not null default gen_random_uuid(),
+  received_at timestamptz not null default now(),
+  -- received: waiting for its ingest job; deferred: folded into a trailing scan that has not run yet;
+  -- scanned: a ScanObjectJob was enqueued for it; coalesced: a later event of the same object took its
+  -- place; ignored: not scanned, see reason.
+  status text not null default 'received'
+    check (status in ('received', 'deferred', 'scanned', 'coalesced', 'ignored')),
+  reason text check (reason in ('no_scope', 'other_container', 'scope_disabled', 'monitoring_off', 'excluded',
+                                'deleted', 'superseded')),
+  scope_id bigint references dsx.scopes on delete set null,
+  scan_result_id bigint references dsx.scan_results on delete set null,
+  processed_at timestamptz,
+  constraint monitor_events_reason_consistent check ((reason is null) = (status in ('received', 'deferred', 'scanned')))
+);
+comment on table dsx.monitor_events is E'@behavior -insert -update -delete\nOne storage event as received (HTTP intake or filesystem watcher), with what monitoring did with it.';
+create unique index monitor_events_external_key
+  on dsx.monitor_events (integration_id, dsx_private.identity_hash(external_id)) where external_id is not null;
+create index monitor_events_scope_idx on dsx.monitor_events (scope_id, id);
+create index monitor_events_integration_idx on dsx.monitor_events (integration_id, id);
+
+-- Counters per scope, updated by the ingest transactions. Invariant once nothing is in flight:
+-- events_received = events_scanned + events_coalesced + the ignored_* counters.
+create table dsx.monitor_stats (
+  scope_id bigint primary key references dsx.scopes on delete cascade,
+  events_received bigint not null default 0,
+  events_scanned bigint not null default 0,
+  events_coalesced bigint not null default 0,
+  ignored_deleted bigint not null default 0,
+  ignored_excluded bigint not null default 0,
+  ignored_disabled bigint not null default 0,
+  last_event_at timestamptz,
+  updated_at timestamptz not null default now()
+);
+comment on table dsx.monitor_stats is E'@behavior -insert -update -delete\nMonitoring counters per scope: events received, scanned, coalesced by debouncing, and ignored by reason.';
+comment on column dsx.monitor_stats.ignored_disabled is 'Events for a scope that is disabled or has monitoring off.';
+
+-- Counters per integration: events accepted by the intake, and events no scope owns.
+create table dsx.integration_event_stats (
+  integration_id bigint primary key references dsx.integrations on delete cascade,
+  events_received bigint not null default 0,
+  events_duplicate bigint not null default 0,
+  events_unscoped bigint not null default 0,
+  last_event_at timestamptz,
+  updated_at timestamptz not null default now()
+);
+comment on table dsx.integration_event_stats is E'@behavior -insert -update -delete\nEvent intake counters per integration: accepted, redelivered duplicates, and events outside every scope.';
+
+-- Debounce state per monitored object: when its last monitoring scan was enqueued, and the event
+-- waiting for the trailing scan, if any.
+create table dsx_private.monitor_debounce (
+  scope_id bigint not null references dsx.scopes on delete cascade,
+  identity_hash text not null,
+  last_scan_at timestamptz not null,
+  deferred_event_id bigint,
+  primary key (scope_id, identity_hash)
+);
+
+create or replace function dsx_private.job_priority(p_task text, p_source_type text default 'full_scan')
+returns integer language sql immutable as $$
+  select case
+    when p_task = 'finalize-scan-object' then -20
+    when p_task in ('apply-remediation', 'send-notification') then -15
+    when p_task = 'monitor-event-ingest' then -10
+    when p_task = 'scan-object' and p_source_type = 'monitor' then -10
+    when p_task = 'scan-object' and p_source_type = 'manual' then -5
+    else 0
+  end
+$$;
+
+create function dsx_private.event_secret(p_integration_id bigint) returns text
+language sql stable as $$
+  select s.secret from dsx_private.integration_event_secrets s where s.integration_id = p_integration_id
+$$;
+
+-- Creates the integration's event secret when it has none (or replaces it when p_rotate) and returns it.
+create function dsx_private.ensure_event_secret(p_integration_id bigint, p_rotate boolean, p_new_secret text)
+returns text language plpgsql as $$
+declare
+  v_secret text;
+begin
+  perform 1 from dsx.integrations i where i.id = p_integration_id;
+  if not found then
+    perform dsx_private.raise('P0002', format('unknown integration id %s', p_integration_id));
+  end if;
+  insert into dsx_private.integration_event_secrets as s (integration_id, secret)
+  values (p_integration_id, p_new_secret)
+  on conflict (integration_id) do update
+     set secret = case when p_rotate then excluded.secret else s.secret end,
+         created_at = case when p_rotate then now() else s.created_at end
+  returning s.secret into v_secret;
+  if p_rotate then
+    perform dsx_private.audit(session_user, 'integration.event_secret_rotated', null, null, null,
+                              jsonb_build_object('integration_id', p_integration_id));
+  end if;
+  return v_secret;
+end $$;
+
+-- The intake: records a batch of events of one integration and enqueues their MonitorEventIngestJob,
+-- in one transaction, so that an event the HTTP response calls accepted is durable. Events whose
+-- external_id was seen before (a redelivered notification) are counted and skipped.
+-- p_events: [{"external_id", "event_type", "container", "object_identity", "etag", "size", "occurred_at"}]
+create function dsx.accept_monitor_events(p_integration_id bigint, p_source text, p_events jsonb)
+returns jsonb language plpgsql as $$
+declare
+  v_ids bigint[];
+  v_total integer;
+  v_job_id uuid := gen_random_uuid();
+  v_correlation uuid := gen_random_uuid();
+begin
+  perform 1 from dsx.integrations i where i.id = p_integration_id;
+  if not found then
+    perform dsx_private.raise('P0002', format('unknown integration id %s', p_integration_id));
+  end if;
+  if jsonb_typeof(p_events) <> 'array' then
+    perform dsx_private.raise('22023', 'events must be a JSON array');
+  end if;
+  v_total := jsonb_array_length(p_events);
+  with ins as (
+    insert into dsx.monitor_events as m (integration_id, source, external_id, event_type, container, object_identity,
+                                         etag, size, occurred_at)
+    select p_integration_id, p_source, e.external_id, e.event_type, e.container, e.object_identity, e.etag, e.size,
+           e.occurred_at
+      from jsonb_to_recordset(p_events) as e(external_id text, event_type text, container text, object_identity text,
+                                               etag text, size bigint, occurred_at timestamptz)
+    on conflict (integration_id, dsx_private.identity_hash(external_id)) where external_id is not null do nothing
+    returning m.id)
+  select coalesce(array_agg(ins.id order by ins.id), '{}') into v_ids from ins;
+
+  if v_total > 0 then
+    insert into dsx.integration_event_stats as s (integration_id, events_received, events_duplicate, last_event_at)
+    values (p_integration_id, cardinality(v_ids), v_total - cardinality(v_ids), now())
+    on conflict (integration_id) do update
+       set events_received = s.events_received + excluded.events_received,
+           events_duplicate = s.events_duplicate + excluded.events_duplicate,
+           last_event_at = now(), updated_at = now();
+  end if;
+  if cardinality(v_ids) > 0 then
+    perform graphile_worker.add_job(
+      'monitor-event-ingest',
+      dsx_private.job_envelope('monitor-event-ingest', v_job_id, v_correlation, v_job_id, null,
+                               'ingest:' || v_ids[1] || '-' || v_ids[cardinality(v_ids)], 'monitor',
+                               'events:' || v_ids[1] || '-' || v_ids[cardinality(v_ids)], p_integration_id,
+                               null, null, 'monitor',
+                               jsonb_build_object('event_ids', to_jsonb(v_ids), 'trailing', false)),
+      max_attempts := 10,
+      priority := dsx_private.job_priority('monitor-event-ingest'));
+  end if;
+  return jsonb_build_object('accepted', cardinality(v_ids), 'duplicates', v_total - cardinality(v_ids),
+                            'event_ids', to_jsonb(v_ids));
+end $$;
+
+create function dsx_private.bump_monitor_stats(
+  p_scope_id bigint, p_received integer, p_scanned integer, p_coalesced integer,
+  p_deleted integer, p_excluded integer, p_disabled integer
+) returns void language sql as $$
+  insert into dsx.monitor_stats as s (scope_id, events_received, events_scanned, events_coalesced,
+                                      ignored_deleted, ignored_excluded, ignored_disabled, last_event_at)
+  values (p_scope_id, p_received, p_scanned, p_coalesced, p_deleted, p_excluded, p_disabled,
+          case when p_received > 0 then now() end)
+  on conflict (scope_id) do update
+     set events_received = s.events_received + p_received,
+         events_scanned = s.events_scanned + p_scanned,
+         events_coalesced = s.events_coalesced + p_coalesced,
+         ignored_deleted = s.ignored_deleted + p_deleted,
+         ignored_excluded = s.ignored_excluded + p_excluded,
+         ignored_disabled = s.ignored_disabled + p_disabled,
+         last_event_at = coalesce(excluded.last_event_at, s.last_event_at),
+         updated_at = now();
+$$;
+
+-- MonitorEventIngestJob: applies the decisions the task made for each event (its scope, and whether
+-- the scope's state and filters let it be scanned). Safe to run twice: only events still 'received'
+-- (or, for a trailing job, still 'deferred') are processed, under a row lock.
+--
+-- Debouncing, per scope + object: the first event scans at once (leading edge). Events arriving within
+-- p_debounce_ms of that scan are deferred: one trailing MonitorEventIngestJob (job_key per object,
+-- run_at = last scan + window, its payload replaced by the newest event) scans the object once more
+-- when the window ends, so the last version is always scanned. A deferred event replaced by a newer
+-- one ends 'coalesced'.
+-- p_decisions: [{"event_id", "scope_id", "action": "scan" | "ignore", "reason"}]
+create function dsx_private.ingest_monitor_events(
+  p_decisions jsonb, p_trailing boolean, p_job_id uuid, p_debounce_ms integer, p_scan_max_attempts integer
+) returns jsonb language plpgsql as $$
+declare
+  d record;
+  e dsx.monitor_events;
+  db dsx_private.monitor_debounce;
+  v_scope dsx.scopes;
+  v_hash text;
+  v_has_db boolean;
+  v_key text;
+  v_result dsx.scan_results;
+  v_window interval := make_interval(secs => p_debounce_ms / 1000.0);
+  v_scanned integer := 0;
+  v_deferred integer := 0;
+  v_ignored integer := 0;
+begin
+  for d in
+    select x.* from jsonb_to_recordset(p_decisions) as x(event_id bigint, scope_id bigint, action text, reason text)
+     order by x.event_id
+  loop
+    select * into e from dsx.monitor_events m where m.id = d.event_id for update;
+    if not found or e.status <> (case when p_trailing then 'deferred' else 'received' end) then
+      continue;
+    end if;
+
+    if d.action = 'ignore' or d.scope_id is null then
+      update dsx.monitor_events m
+         set status = 'ignored', reason = coalesce(d.reason, 'no_scope'), scope_id = d.scope_id, processed_at = now()
+       where m.id = e.id;
+      if p_trailing then
+        -- A deferred event that no longer qualifies (scope disabled, filters changed) ends here.
+        update dsx_private.monitor_debounce b set deferred_event_id = null
+         where b.scope_id = e.scope_id and b.deferred_event_id = e.id;
+      end if;
+      if d.scope_id is null then
+        update dsx.integration_event_stats s set events_unscoped = s.events_unscoped + 1, updated_at = now()
+         where s.integration_id = e.integration_id;
+      else
+        perform dsx_private.bump_monitor_stats(d.scope_id, case when p_trailing then 0 else 1 end, 0, 0,
+          (d.reason = 'deleted')::integer, (d.reason = 'excluded')::integer,
+          (d.reason in ('scope_disabled', 'monitoring_off'))::integer);
+      end if;
+      v_ignored := v_ignored + 1;
+      continue;
+    end if;
+
+    select * into v_scope from dsx.scopes s where s.id = d.scope_id;
+    if not found then
+      continue; -- the scope was deleted since the task looked: the event stays for the next delivery
+    end if;
+    v_hash := dsx_private.identity_hash(e.object_identity);
+    -- Concurrent ingest jobs of one object serialize here, including before its debounce row exists.
+    perform pg_advisory_xact_lock(hashtextextended('dsx.monitor:' || v_scope.id || ':' || v_hash, 0));
+    select * into db from dsx_private.monitor_debounce b
+     where b.scope_id = v_scope.id and b.identity_hash = v_hash for update;
+    v_has_db := found;
+
+    if p_trailing or not v_has_db or db.last_scan_at <= now() - v_window then
+      -- Scan now. A newer event that finds the window over while a trailing job is still due takes the
+      -- deferred event's place (that job then finds its event coalesced and does nothing).
+      if v_has_db and db.deferred_event_id is not null and db.deferred_event_id <> e.id then
+        update dsx.monitor_events m set status = 'coalesced', reason = 'superseded', processed_at = now()
+         where m.id = db.deferred_event_id and m.status = 'deferred';
+        if found then
+          perform dsx_private.bump_monitor_stats(v_scope.id, 0, 0, 1, 0, 0, 0);
+        end if;
+      end if;
+      v_key := 'ev:' || e.id || ':' || v_hash;
+      insert into dsx.scan_results as r (idempotency_key, full_scan_id, scope_id, integration_id, object_identity,
+                                         source_type, source_entity_id, correlation_id, root_job_id, requested_by,
+                                         size, etag)
+      values (v_key, null, v_scope.id, v_scope.integration_id, e.object_identity, 'monitor', e.id::text,
+              e.correlation_id, p_job_id, 'monitor', e.size, e.etag)
+      on conflict (idempotency_key) do nothing
+      returning * into v_result;
+      if v_result.id is not null then
+        perform graphile_worker.add_job(
+          'scan-object',
+          dsx_private.job_envelope('scan-object', v_result.scan_job_id, e.correlation_id, p_job_id, p_job_id, v_key,
+                                   'monitor', e.id::text, v_scope.integration_id, v_scope.id, e.object_identity,
+                                   'monitor', jsonb_build_object('size', e.size, 'etag', e.etag, 'mtime', null)),
+          max_attempts := p_scan_max_attempts,
+          priority := dsx_private.job_priority('scan-object', 'monitor'));
+      else
+        select * into v_result from dsx.scan_results r where r.idempotency_key = v_key;
+      end if;
+      insert into dsx_private.monitor_debounce as b (scope_id, identity_hash, last_scan_at, deferred_event_id)
+      values (v_scope.id, v_hash, now(), null)
+      on conflict (scope_id, identity_hash) do update set last_scan_at = now(), deferred_event_id = null;
+      update dsx.monitor_events m
+         set status = 'scanned', scope_id = v_scope.id, scan_result_id = v_result.id, processed_at = now()
+       where m.id = e.id;
+      perform dsx_private.bump_monitor_stats(v_scope.id, case when p_trailing then 0 else 1 end, 1, 0, 0, 0, 0);
+      v_scanned := v_scanned + 1;
+    else
+      -- Within the window of the last scan: defer to the trailing scan, replacing any deferred event.
+      if db.deferred_event_id is not null and db.deferred_event_id <> e.id then
+        update dsx.monitor_events m set status = 'coalesced', reason = 'superseded', processed_at = now()
+         where m.id = db.deferred_event_id and m.status = 'deferred';
+        if found then
+          perform dsx_private.bump_monitor_stats(v_scope.id, 0, 0, 1, 0, 0, 0);
+        end if;
+      end if;
+      update dsx_private.monitor_debounce b set deferred_event_id = e.id
+       where b.scope_id = v_scope.id and b.identity_hash = v_hash;
+      update dsx.monitor_events m set status = 'deferred', scope_id = v_scope.id where m.id = e.id;
+      perform dsx_private.bump_monitor_stats(v_scope.id, 1, 0, 0, 0, 0, 0);
+      perform graphile_worker.add_job(
+        'monitor-event-ingest',
+        dsx_private.job_envelope('monitor-event-ingest', gen_random_uuid(), e.correlation_id, p_job_id, p_job_id,
+                                 'trailing:' || e.id, 'monitor', e.id::text, e.integration_id, v_scope.id,
+                                 e.object_identity, 'monitor',
+                                 jsonb_build_object('event_ids', jsonb_build_array(e.id), 'trailing', true)),
+        run_at := db.last_scan_at + v_window,
+        job_key := 'monitor-trailing:' || v_scope.id || ':' || v_hash,
+        job_key_mode := 'preserve_run_at',
+        max_attempts := 10,
+        priority := dsx_private.job_priority('monitor-event-ingest'));
+      v_deferred := v_deferred + 1;
+    end if;
+  end loop;
+  return jsonb_build_object('scanned', v_scanned, 'deferred', v_deferred, 'ignored', v_ignored);
+end $$;
+
+-- What the ingest task needs to decide: the events of a job (with their integration's scopes read
+-- separately), only those still waiting.
+create function dsx_private.monitor_events_pending(p_ids bigint[], p_trailing boolean)
+returns setof dsx.monitor_events language sql stable as $$
+  select * from dsx.monitor_events m
+   where m.id = any(p_ids) and m.status = (case when p_trailing then 'deferred' else 'received' end)
+   order by m.id
+$$;
+
+-- Turns monitoring on or off for a scope (CLI, psql, GraphQL).
+create function dsx.set_scope_monitor(p_scope_id bigint, p_monitor boolean) returns dsx.scopes
+language plpgsql as $$
+declare
+  v_scope dsx.scopes;
+begin
+  if p_monitor is null then
+    perform dsx_private.raise('22023', 'monitor must be true or false');
+  end if;
+  update dsx.scopes s set monitor = p_monitor where s.id = p_scope_id returning * into v_scope;
+  if not found then
+    perform dsx_private.raise('P0002', format('unknown scope id %s', p_scope_id), 'List scopes with: dsx-connect scope list');
+  end if;
+  perform dsx_private.audit(session_user, case when p_monitor then 'scope.monitor_on' else 'scope.monitor_off' end,
+                            v_scope.id, null, null, '{}');
+  return v_scope;
+end $$;
+comment on function dsx.set_scope_monitor(bigint, boolean) is E'@resultFieldName scope\nTurns monitoring on or off for a scope.';
+
+-- psql: events, counters and what happened to them, per scope.
+create view dsx.monitor_overview as
+  select s.id as scope_id, s.name as scope_name, s.monitor, s.enabled,
+         coalesce(m.events_received, 0) as events_received,
+         coalesce(m.events_scanned, 0) as events_scanned,
+         coalesce(m.events_coalesced, 0) as events_coalesced,
+         coalesce(m.ignored_deleted, 0) as ignored_deleted,
+         coalesce(m.ignored_excluded, 0) as ignored_excluded,
+         coalesce(m.ignored_disabled, 0) as ignored_disabled,
+         m.last_event_at
+    from dsx.scopes s left join dsx.monitor_stats m on m.scope_id = s.id;
+comment on view dsx.monitor_overview is
+  E'@primaryKey scope_id\n@foreignKey (scope_id) references dsx.scopes (id)|@fieldName scope|@foreignFieldName monitorOverview\n@behavior -insert -update -delete\nMonitoring per scope: on/off and its event counters.';
+
+-- Access for the GraphQL roles (0007): viewers read, operators also switch monitoring.
+grant select on dsx.monitor_events, dsx.monitor_stats, dsx.integration_event_stats, dsx.monitor_overview to dsx_viewer;
+revoke execute on function dsx.set_scope_monitor(bigint, boolean) from public;
+revoke execute on function dsx.accept_monitor_events(bigint, text, jsonb) from public;
+grant execute on function dsx.set_scope_monitor(bigint, boolean) to dsx_operator;
+comment on function dsx.accept_monitor_events(bigint, text, jsonb) is E'@behavior -*\nEvent intake (POST /events/:integrationId); not part of the GraphQL API.';
+comment on column dsx.monitor_events.status is E'@behavior +attribute:filterBy';
+comment on column dsx.monitor_events.scope_id is E'@behavior +attribute:filterBy';
