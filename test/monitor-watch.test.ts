@@ -1,0 +1,170 @@
+/**
+ * Monitoring of a real folder: the `monitor` worker role's filesystem watcher, real files, real
+ * workers and the DSXA emulator. Latency from write to finalized result, debouncing of rapid writes
+ * (the last content is what is scanned), quarantine moves that do not loop, re-arming when scopes
+ * change, when directories are renamed and when the scope root vanishes and comes back.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import t, { type Test } from 'tap';
+import type pg from 'pg';
+import { EICAR_TEST_STRING } from '../src/connectors/eicar.ts';
+import { integrationCreate, scopeCreate } from '../src/db/sql/catalog.ts';
+import { scopeSetMonitor } from '../src/db/sql/monitor.ts';
+import { createTestDatabase } from './helpers/db.ts';
+import { emulator, testConfig, waitFor, workers } from './helpers/pipeline.ts';
+
+async function setup(t: Test, opts: { policy?: unknown; debounceMs?: number } = {}) {
+  const db = await createTestDatabase(t);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dsx-watch-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.mkdirSync(path.join(dir, 'inbox'));
+  const integration = await integrationCreate(db.pool, { name: 'share', kind: 'filesystem', settings: { root: dir } });
+  const scope = await scopeCreate(db.pool, {
+    integrationId: integration.id, name: 'inbox', root: 'inbox', include: [], exclude: ['**/*.part'], policy: opts.policy ?? {}, monitor: true,
+  });
+  const emu = await emulator(t);
+  const w = await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ monitorSyncMs: 100, monitorDebounceMs: opts.debounceMs ?? 1000 }) });
+  await waitFor(async () => {
+    await w.watcher!.ready();
+    return true;
+  }, 'the watcher');
+  await settle(w.watcher!);
+  return { db, dir, integration, scope, watcher: w.watcher! };
+}
+
+/** Waits for a sync and for new watchers to be ready (inotify armed). */
+async function settle(watcher: { sync(): Promise<void>; ready(): Promise<void> }) {
+  await watcher.sync();
+  await watcher.ready();
+  await new Promise((r) => setTimeout(r, 150));
+}
+
+interface ResultRow {
+  object_identity: string;
+  outcome: string;
+  source_type: string;
+  finalized_at: Date;
+}
+
+async function results(pool: pg.Pool, identity: string): Promise<ResultRow[]> {
+  const { rows } = await pool.query(
+    `select object_identity, outcome, source_type, finalized_at from dsx.scan_results
+      where object_identity = $1 and state = 'finalized' order by finalized_at, id`,
+    [identity],
+  );
+  return rows as ResultRow[];
+}
+
+async function waitForResult(pool: pg.Pool, identity: string, timeoutMs = 10_000): Promise<ResultRow> {
+  let row: ResultRow | undefined;
+  await waitFor(async () => {
+    [row] = await results(pool, identity);
+    return !!row;
+  }, `a result for ${identity}`, timeoutMs);
+  return row!;
+}
+
+t.test('a file written into a monitored folder is finalized within 2 seconds; an EICAR file is detected', async (t) => {
+  const { db, dir } = await setup(t);
+  const written = Date.now();
+  fs.writeFileSync(path.join(dir, 'inbox', 'report.txt'), 'quarterly numbers');
+  const r = await waitForResult(db.pool, 'inbox/report.txt');
+  const latency = r.finalized_at.getTime() - written;
+  t.ok(latency < 2000, `finalized ${latency} ms after the write`);
+  t.equal(r.source_type, 'monitor');
+  t.equal(r.outcome, 'clean');
+
+  fs.mkdirSync(path.join(dir, 'inbox', 'drop', 'deep'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'inbox', 'drop', 'deep', 'eicar.com'), EICAR_TEST_STRING);
+  const m = await waitForResult(db.pool, 'inbox/drop/deep/eicar.com');
+  t.equal(m.outcome, 'malicious', 'detected in a new subdirectory');
+
+  // Excluded names and deletions are seen, recorded and not scanned.
+  fs.writeFileSync(path.join(dir, 'inbox', 'upload.part'), 'partial');
+  fs.unlinkSync(path.join(dir, 'inbox', 'report.txt'));
+  await waitFor(async () => {
+    const { rows } = await db.pool.query(`select count(*)::int as n from dsx.monitor_events where status = 'ignored'`);
+    return rows[0].n >= 2;
+  }, 'ignored events');
+  const { rows } = await db.pool.query(`select object_identity, reason from dsx.monitor_events where status = 'ignored' order by id`);
+  t.same(rows, [
+    { object_identity: 'inbox/upload.part', reason: 'excluded' },
+    { object_identity: 'inbox/report.txt', reason: 'deleted' },
+  ]);
+  t.same(await results(db.pool, 'inbox/upload.part'), [], 'the excluded file is not scanned');
+});
+
+t.test('100 rapid writes to one file produce at most 2 scans, and the last content is scanned', async (t) => {
+  const { db, dir } = await setup(t, { debounceMs: 2000 });
+  const file = path.join(dir, 'inbox', 'busy.txt');
+  // Clean content 99 times, then the EICAR string: only a scan of the last version finds it.
+  for (let i = 0; i < 99; i++) fs.writeFileSync(file, `draft ${i}\n`);
+  fs.writeFileSync(file, EICAR_TEST_STRING);
+  await waitFor(async () => (await results(db.pool, 'inbox/busy.txt')).some((r) => r.outcome === 'malicious'), 'the last version scanned', 15_000);
+  // Let any further (trailing) scan land before counting.
+  await new Promise((r) => setTimeout(r, 2500));
+  await waitFor(async () => {
+    const { rows } = await db.pool.query(`select count(*)::int as n from dsx.monitor_events where status in ('received', 'deferred')`);
+    const { rows: p } = await db.pool.query(`select count(*)::int as n from dsx.scan_results where state <> 'finalized'`);
+    return rows[0].n === 0 && p[0].n === 0;
+  }, 'everything settled');
+  const all = await results(db.pool, 'inbox/busy.txt');
+  t.ok(all.length >= 1 && all.length <= 2, `${all.length} scan(s) for 100 writes`);
+  t.equal(all[all.length - 1]!.outcome, 'malicious', 'the latest result is of the last content');
+  const { rows } = await db.pool.query(`select last_outcome from dsx.objects where identity = 'inbox/busy.txt'`);
+  t.same(rows, [{ last_outcome: 'malicious' }], 'the object shows the last version');
+});
+
+t.test('a detection moved to a quarantine inside the root is not scanned again', async (t) => {
+  const { db, dir } = await setup(t, { policy: { malicious: { remediation: 'move', notify: false } } });
+  // The integration's default quarantine is <root>/.dsx-quarantine; put it under the monitored scope's
+  // parent so the move lands inside the watched integration.
+  fs.writeFileSync(path.join(dir, 'inbox', 'bad.com'), EICAR_TEST_STRING);
+  await waitForResult(db.pool, 'inbox/bad.com');
+  await waitFor(async () => fs.existsSync(path.join(dir, '.dsx-quarantine', 'inbox', 'bad.com')), 'the quarantine move');
+  await new Promise((r) => setTimeout(r, 800));
+  const { rows } = await db.pool.query(`select object_identity, outcome from dsx.scan_results order by id`);
+  t.same(rows, [{ object_identity: 'inbox/bad.com', outcome: 'malicious' }], 'one scan: the quarantined copy and the removal trigger none');
+});
+
+t.test('the watcher re-arms: monitoring switched off and on, a new scope, a renamed directory, a root that vanishes', async (t) => {
+  const { db, dir, integration, scope, watcher } = await setup(t);
+
+  await scopeSetMonitor(db.pool, scope.id, false);
+  await settle(watcher);
+  fs.writeFileSync(path.join(dir, 'inbox', 'while-off.txt'), 'x');
+  await new Promise((r) => setTimeout(r, 600));
+  const { rows: none } = await db.pool.query(`select count(*)::int as n from dsx.monitor_events`);
+  t.equal(none[0].n, 0, 'no events while monitoring is off');
+
+  await scopeSetMonitor(db.pool, scope.id, true);
+  await settle(watcher);
+  fs.writeFileSync(path.join(dir, 'inbox', 'back-on.txt'), 'x');
+  t.equal((await waitForResult(db.pool, 'inbox/back-on.txt')).source_type, 'monitor', 'watched again once switched back on');
+
+  fs.mkdirSync(path.join(dir, 'projects'));
+  await scopeCreate(db.pool, { integrationId: integration.id, name: 'projects', root: 'projects', include: [], exclude: [], policy: {}, monitor: true });
+  await settle(watcher);
+  fs.writeFileSync(path.join(dir, 'projects', 'plan.txt'), 'x');
+  await waitForResult(db.pool, 'projects/plan.txt');
+  t.pass('a new monitored scope is watched');
+
+  fs.mkdirSync(path.join(dir, 'inbox', 'old-name'));
+  await new Promise((r) => setTimeout(r, 300));
+  fs.renameSync(path.join(dir, 'inbox', 'old-name'), path.join(dir, 'inbox', 'new-name'));
+  await new Promise((r) => setTimeout(r, 300));
+  fs.writeFileSync(path.join(dir, 'inbox', 'new-name', 'inside.txt'), 'x');
+  await waitForResult(db.pool, 'inbox/new-name/inside.txt');
+  t.pass('a file in a renamed directory is seen');
+
+  fs.rmSync(path.join(dir, 'inbox'), { recursive: true });
+  await new Promise((r) => setTimeout(r, 500));
+  fs.mkdirSync(path.join(dir, 'inbox'));
+  await settle(watcher);
+  await new Promise((r) => setTimeout(r, 300));
+  await settle(watcher);
+  fs.writeFileSync(path.join(dir, 'inbox', 'after-recreate.txt'), EICAR_TEST_STRING);
+  t.equal((await waitForResult(db.pool, 'inbox/after-recreate.txt')).outcome, 'malicious', 'the recreated root is watched again');
+});
