@@ -1,7 +1,8 @@
 /**
  * `dsx-connect dev` (what `npm start` runs): the whole product in one process tree — the embedded
  * PostgreSQL (unless DATABASE_URL is set), the DSXA emulator (unless DSXA_URL is set), every worker
- * role, and a demo integration + scope over a small generated folder so a first scan can start at once.
+ * role, and a demo integration + scope over a small generated folder so a first scan can start at once
+ * (the demo scope is monitored: a file dropped into the folder is scanned within seconds).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -37,7 +38,7 @@ export async function ensureDemo(db: Database, dataDir: string): Promise<string>
       include: [],
       exclude: [],
       policy: { malicious: { remediation: 'none', notify: true } },
-      monitor: false,
+      monitor: true,
     });
   }
   return demoDir;
