@@ -127,6 +127,7 @@ t.test('failures', async (t) => {
     [{ stage: 'fetch', kind: 'escape' }, 'fetch_failed', 'outside_scope'],
     [{ stage: 'fetch', kind: 'transient' }, 'fetch_failed', 'transient_exhausted'],
     [{ stage: 'fetch', kind: 'invalid' }, 'fetch_failed', 'invalid_identity'],
+    [{ stage: 'fetch', kind: 'unavailable' }, 'fetch_failed', 'connector_unavailable'],
     [{ stage: 'scanner', kind: 'timeout' }, 'timeout', 'scanner_timeout'],
     [{ stage: 'scanner', kind: 'unavailable' }, 'unable_to_scan', 'scanner_unavailable'],
     [{ stage: 'scanner', kind: 'auth' }, 'unable_to_scan', 'scanner_auth_failed'],
