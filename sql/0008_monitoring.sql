@@ -379,6 +379,9 @@ grant select on dsx.monitor_events, dsx.monitor_stats, dsx.integration_event_sta
 revoke execute on function dsx.set_scope_monitor(bigint, boolean) from public;
 revoke execute on function dsx.accept_monitor_events(bigint, text, jsonb) from public;
 grant execute on function dsx.set_scope_monitor(bigint, boolean) to dsx_operator;
+-- Like the other operator functions (0007): it reaches into dsx_private (errors, audit), which the API
+-- roles cannot touch directly, so it runs with its owner's rights.
+alter function dsx.set_scope_monitor(bigint, boolean) security definer;
 comment on function dsx.accept_monitor_events(bigint, text, jsonb) is E'@behavior -*\nEvent intake (POST /events/:integrationId); not part of the GraphQL API.';
 comment on column dsx.monitor_events.status is E'@behavior +attribute:filterBy';
 comment on column dsx.monitor_events.scope_id is E'@behavior +attribute:filterBy';

@@ -14,7 +14,7 @@ import { eventSecretEnsure } from '../src/db/sql/monitor.ts';
 import { EICAR_TEST_STRING } from '../src/connectors/eicar.ts';
 import { signEventBody } from '../src/monitor/intake.ts';
 import { createTestDatabase } from './helpers/db.ts';
-import { apiServer } from './helpers/graphql.ts';
+import { apiServer, token } from './helpers/graphql.ts';
 import { emulator, queuedJobs, Stepper, testConfig, waitFor, waitForScan, workers } from './helpers/pipeline.ts';
 
 const SECRET = 'monitor-test-secret-0123456789';
@@ -282,11 +282,19 @@ t.test('events outside every scope, excluded names, deletes and unmonitored scop
   const { rows: integ } = await db.pool.query('select events_received::int, events_unscoped::int from dsx.integration_event_stats');
   t.same(integ, [{ events_received: 5, events_unscoped: 1 }], 'the unscoped event is counted on the integration');
 
-  // The counters are visible through the GraphQL API too.
-  const { query } = await apiServer(t, db.url, { mode: 'open' });
-  const q = await query('{ allMonitorOverviews { nodes { scopeName eventsReceived eventsScanned ignoredExcluded } } }');
+  // The counters and events are visible through the GraphQL API too; operators switch monitoring.
+  const { query } = await apiServer(t, db.url);
+  const viewer = await token('viewer');
+  const q = await query('{ allMonitorOverviews { nodes { scopeName eventsReceived eventsScanned ignoredExcluded } } allMonitorEvents(condition: {status: "ignored"}) { totalCount } }', {}, viewer);
   t.same(q.errors, undefined);
   t.same(q.data.allMonitorOverviews.nodes[0], { scopeName: 'watched', eventsReceived: '3', eventsScanned: '1', ignoredExcluded: '1' });
+  t.equal(q.data.allMonitorEvents.totalCount, 4);
+  const setMonitor = 'mutation($id: BigInt!, $on: Boolean!) { setScopeMonitor(input: {scopeId: $id, monitor: $on}) { scope { monitor } } }';
+  const refused = await query(setMonitor, { id: String(quiet.id), on: true }, viewer);
+  t.match(refused.errors?.[0]?.message, /permission denied/, 'a viewer cannot switch monitoring');
+  const ok = await query(setMonitor, { id: String(quiet.id), on: true }, await token('operator'));
+  t.same(ok.errors, undefined);
+  t.same(ok.data.setScopeMonitor.scope, { monitor: true }, 'an operator can');
 });
 
 t.test('a burst of events for one object is debounced: at most two scans, the last event scanned', async (t) => {
