@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { FIRST_PAGE_SIZE } from '../src/pipeline/full-scan.ts';
 import t from 'tap';
 import { fullScanCancel, fullScanStart, fullScanVerify } from '../src/db/sql/full-scans.ts';
 import { generateTree } from '../src/testing/tree.ts';
@@ -26,7 +27,9 @@ t.test('a full scan of a generated tree completes with exact counts per outcome,
   t.equal(scan.clean_count, tree.clean);
   t.equal(scan.fetch_failed_count + scan.timeout_count + scan.canceled_count, 0);
   t.ok(scan.enumeration_exhausted);
-  t.equal(scan.pages, Math.ceil(tree.files / 100), "the connector peeks, so the last full page ends enumeration");
+  // A small first page (scanning starts at once), then pages of 100; the connector peeks, so the last
+  // full page ends enumeration.
+  t.equal(scan.pages, 1 + Math.ceil((tree.files - FIRST_PAGE_SIZE) / 100));
 
   const { rows: byOutcome } = await db.pool.query(
     `select outcome, reason, count(*)::int as n from dsx.scan_results where full_scan_id = $1 group by 1, 2 order by 1, 2`,

@@ -9,6 +9,9 @@ import type { Job } from '../jobs/envelope.ts';
 import type { PipelineContext } from './context.ts';
 import { scopeFilter } from './filters.ts';
 
+/** Objects in the first enumeration page of a scan. */
+export const FIRST_PAGE_SIZE = 50;
+
 /** Attempt bookkeeping from graphile-worker. */
 export interface Attempt {
   attempts: number;
@@ -29,7 +32,10 @@ export async function enumeratePage(ctx: PipelineContext, job: Job<'enumerate-sc
   let page;
   try {
     const connector = await ctx.connectors.get(target.integrationId);
-    page = await connector.listPage(target.root, cursor, ctx.config.pageSize);
+    // The first page is small so that scanning starts within milliseconds of the request; the rest
+    // use the configured size (fewer, larger transactions).
+    const size = pageNo === 0 ? Math.min(FIRST_PAGE_SIZE, ctx.config.pageSize) : ctx.config.pageSize;
+    page = await connector.listPage(target.root, cursor, size);
   } catch (err) {
     const final = (err instanceof ConnectorError && !err.retryable) || attempt.attempts >= attempt.maxAttempts;
     if (!final) throw err;
