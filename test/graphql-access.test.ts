@@ -14,7 +14,7 @@ t.test('access control: tokens, roles, and credentials that never come back', as
   const viewer = await token('viewer');
   const list = '{ allScopes { totalCount } }';
 
-  t.match((await api.query(list)).errors, [{ message: /authentication required/ }], 'no token');
+  t.match((await api.query(list)).errors, [{ message: /authentication required/, extensions: { code: 'UNAUTHENTICATED' } }], 'no token');
   t.match((await api.query(list, {}, await token('viewer', -60))).errors, [{ message: /token has expired/ }], 'expired token');
   const forged = await signJwt('another-secret-that-is-long-enough-to-sign', { role: 'operator', sub: 'mallory' }, 600);
   t.match((await api.query(list, {}, forged)).errors, [{ message: /signature is invalid/ }], 'forged token');
