@@ -28,6 +28,8 @@ const envSchema = z.object({
   DSX_WORKER_DEAD_AFTER_MS: int(60_000, 500),
   DSX_WEBHOOK_ALLOWED_HOSTS: z.string().default(''),
   DSX_WEBHOOK_ALLOW_PRIVATE: z.enum(['true', 'false', '1', '0', '']).default('false'),
+  DSX_API_URL: optionalText,
+  DSX_API_TOKEN: optionalText,
   DSX_JWT_SECRET: z.string().min(32, 'must be at least 32 characters (HS256 key)').optional(),
   DSX_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -58,6 +60,10 @@ export interface Config {
   webhookAllowPrivate: boolean;
   /** HS256 secret of the GraphQL API's bearer JWTs; unset = API tokens only (or the open dev mode). */
   jwtSecret: string | undefined;
+  /** GraphQL endpoint the CLI talks to; set = `scan start|status|cancel` go over the API. */
+  apiUrl: string | undefined;
+  /** Bearer token the CLI sends to the API (an API token or a JWT). */
+  apiToken: string | undefined;
 }
 
 /** Reads and validates the environment; throws a message naming the bad variable. */
@@ -86,5 +92,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookAllowedHosts: e.DSX_WEBHOOK_ALLOWED_HOSTS.split(',').map((h) => h.trim().toLowerCase()).filter(Boolean),
     webhookAllowPrivate: e.DSX_WEBHOOK_ALLOW_PRIVATE === 'true' || e.DSX_WEBHOOK_ALLOW_PRIVATE === '1',
     jwtSecret: e.DSX_JWT_SECRET,
+    apiUrl: e.DSX_API_URL,
+    apiToken: e.DSX_API_TOKEN,
   };
 }
