@@ -14,6 +14,7 @@ import { ArgumentNamesPlugin } from './plugins/argument-names.ts';
 import { maskError } from './plugins/errors.ts';
 import { FullScanMutationsPlugin } from './plugins/full-scan-mutations.ts';
 import { makeSubscriptionsPlugin } from './plugins/subscriptions.ts';
+import { TimeRangeConditionsPlugin } from './plugins/time-range-conditions.ts';
 
 export interface PresetArgs {
   pool: pg.Pool;
@@ -26,7 +27,7 @@ export interface PresetArgs {
 export function makePreset(args: PresetArgs): GraphileConfig.Preset {
   return {
     extends: [PostGraphileAmberPreset],
-    plugins: [ArgumentNamesPlugin, FullScanMutationsPlugin, makeSubscriptionsPlugin()],
+    plugins: [ArgumentNamesPlugin, FullScanMutationsPlugin, makeSubscriptionsPlugin(), TimeRangeConditionsPlugin],
     pgServices: [makePgService({ pool: args.pool, schemas: ['dsx'], pgSubscriber: args.subscriber })],
     grafserv: { websockets: true, maskError },
     grafast: {
