@@ -7,7 +7,7 @@ import { fullScanCancel, fullScanProgressGet, fullScanStart, fullScanVerify, typ
 import { loadConfig } from '../config.ts';
 import { action, output, positiveInt, UsageError, withDatabase } from './common.ts';
 import { apiFollowFullScan, apiFullScanProgress, apiScanCancel, apiScanStart, apiTarget, withApiOptions, type ApiOptions } from './scan-api.ts';
-import { progressView } from './scan-progress.ts';
+import { outcomeCounts, progressView } from './scan-progress.ts';
 import type { ApiTarget } from './api-client.ts';
 
 const FINISHED = new Set(['completed', 'canceled', 'failed']);
@@ -43,10 +43,7 @@ export function requester(): string {
 }
 
 function describe(p: FullScanProgress): string {
-  const outcomes = Object.entries(p.outcomes)
-    .filter(([, n]) => n > 0)
-    .map(([k, n]) => `${k}=${n}`)
-    .join(' ');
+  const outcomes = outcomeCounts(p.outcomes);
   return [
     `full scan ${p.id} of scope ${p.scope_name}: ${p.status}${p.cancel_mode ? ` (${p.cancel_mode})` : ''}`,
     `  finalized ${p.finalized}/${p.discovered}${p.enumeration_exhausted ? '' : '+ (enumerating)'}` +
