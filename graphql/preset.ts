@@ -3,31 +3,40 @@
  * smart tags in sql/0007_graphql_api.sql), our plugins, websockets for subscriptions, and the caller's
  * identity turned into database settings (role, subject) for every request's transaction.
  */
+import type http from 'node:http';
 import type pg from 'pg';
 import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
 import { makePgService, type PgSubscriber } from 'postgraphile/adaptors/pg';
 import { SafeError } from 'postgraphile/grafast';
 import type {} from 'postgraphile/grafserv/node';
-import { AuthError, dbRole, identify, type AuthOptions } from '../src/server/auth.ts';
+import { AuthError, dbRole, identify, type AuthOptions, type Identity } from '../src/server/auth.ts';
 import { ArgumentNamesPlugin } from './plugins/argument-names.ts';
 import { maskError } from './plugins/errors.ts';
 import { FullScanMutationsPlugin } from './plugins/full-scan-mutations.ts';
 import { makeSubscriptionsPlugin } from './plugins/subscriptions.ts';
+import { TimeRangeConditionsPlugin } from './plugins/time-range-conditions.ts';
 
-export function makePreset(args: { pool: pg.Pool; subscriber: PgSubscriber; auth: AuthOptions }): GraphileConfig.Preset {
+export interface PresetArgs {
+  pool: pg.Pool;
+  subscriber: PgSubscriber;
+  auth: AuthOptions;
+  /** The identity the HTTP layer already established for this request, if any (src/server/http.ts). */
+  identityOf?: (req: http.IncomingMessage) => Identity | undefined;
+}
+
+export function makePreset(args: PresetArgs): GraphileConfig.Preset {
   return {
     extends: [PostGraphileAmberPreset],
-    plugins: [ArgumentNamesPlugin, FullScanMutationsPlugin, makeSubscriptionsPlugin()],
+    plugins: [ArgumentNamesPlugin, FullScanMutationsPlugin, makeSubscriptionsPlugin(), TimeRangeConditionsPlugin],
     pgServices: [makePgService({ pool: args.pool, schemas: ['dsx'], pgSubscriber: args.subscriber })],
     grafserv: { websockets: true, maskError },
     grafast: {
       explain: false,
       async context(requestContext) {
-        const header =
-          requestContext.node?.req?.headers.authorization ??
-          (requestContext.ws?.normalizedConnectionParams?.authorization as string | undefined);
+        const req = requestContext.node?.req;
+        const header = req?.headers.authorization ?? (requestContext.ws?.normalizedConnectionParams?.authorization as string | undefined);
         try {
-          const who = await identify(args.auth, header);
+          const who = (req && args.identityOf?.(req)) || (await identify(args.auth, header));
           return { pgSettings: { role: dbRole(who.role), 'dsx.subject': who.subject } };
         } catch (err) {
           if (err instanceof AuthError) throw new SafeError(err.message, { code: 'UNAUTHENTICATED' });

@@ -31,6 +31,8 @@ const envSchema = z.object({
   DSX_MONITOR_DEBOUNCE_MS: int(1000, 0),
   DSX_MONITOR_SYNC_MS: int(2000, 50),
   DSX_EVENT_MAX_BYTES: int(1_048_576, 1024),
+  DSX_API_URL: optionalText,
+  DSX_API_TOKEN: optionalText,
   DSX_JWT_SECRET: z.string().min(32, 'must be at least 32 characters (HS256 key)').optional(),
   DSX_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -67,6 +69,10 @@ export interface Config {
   eventMaxBytes: number;
   /** HS256 secret of the GraphQL API's bearer JWTs; unset = API tokens only (or the open dev mode). */
   jwtSecret: string | undefined;
+  /** GraphQL endpoint the CLI talks to; set = `scan start|status|cancel` go over the API. */
+  apiUrl: string | undefined;
+  /** Bearer token the CLI sends to the API (an API token or a JWT). */
+  apiToken: string | undefined;
 }
 
 /** Reads and validates the environment; throws a message naming the bad variable. */
@@ -98,5 +104,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     monitorSyncMs: e.DSX_MONITOR_SYNC_MS,
     eventMaxBytes: e.DSX_EVENT_MAX_BYTES,
     jwtSecret: e.DSX_JWT_SECRET,
+    apiUrl: e.DSX_API_URL,
+    apiToken: e.DSX_API_TOKEN,
   };
 }

@@ -14,7 +14,7 @@ t.test('access control: tokens, roles, and credentials that never come back', as
   const viewer = await token('viewer');
   const list = '{ allScopes { totalCount } }';
 
-  t.match((await api.query(list)).errors, [{ message: /authentication required/ }], 'no token');
+  t.match((await api.query(list)).errors, [{ message: /authentication required/, extensions: { code: 'UNAUTHENTICATED' } }], 'no token');
   t.match((await api.query(list, {}, await token('viewer', -60))).errors, [{ message: /token has expired/ }], 'expired token');
   const forged = await signJwt('another-secret-that-is-long-enough-to-sign', { role: 'operator', sub: 'mallory' }, 600);
   t.match((await api.query(list, {}, forged)).errors, [{ message: /signature is invalid/ }], 'forged token');
@@ -48,9 +48,9 @@ t.test('access control: tokens, roles, and credentials that never come back', as
   const { rows: stored } = await db.pool.query(`select credentials->>'secret_access_key' as k from dsx_private.integration_credentials`);
   t.same(stored, [{ k: SECRET_CREDENTIAL }], 'they were stored (write-only)');
 
-  await db.pool.query(`insert into dsx_private.api_tokens (name, role, token_sha256) values ('ci', 'viewer', $1)`, [hashToken('dsx_abc123')]);
+  await db.pool.query(`insert into dsx.api_tokens (name, role, token_sha256) values ('ci', 'viewer', $1)`, [hashToken('dsx_abc123')]);
   t.same((await api.query(list, {}, 'dsx_abc123')).data, { allScopes: { totalCount: 1 } }, 'an API token works');
-  await db.pool.query(`update dsx_private.api_tokens set revoked_at = now()`);
+  await db.pool.query(`update dsx.api_tokens set revoked_at = now()`);
   t.match((await api.query(list, {}, 'dsx_abc123')).errors, [{ message: /revoked/ }], 'a revoked API token does not');
 });
 

@@ -20,7 +20,7 @@ t.test('a full scan started by mutation streams ordered progress ending with one
   t.equal(scan.fullScan.status, 'queued');
 
   const again = await api.query(operation('start-full-scan'), { scopeId: scope.id }, operator);
-  t.same(again.data.startFullScan, { alreadyActive: true, fullScan: { rowId: String(id), status: 'queued', scopeId: String(scope.id) } });
+  t.same(again.data.startFullScan, { alreadyActive: true, fullScan: { rowId: String(id), status: 'queued', scopeId: String(scope.id), scope: { name: scope.name } } });
   t.equal((await queuedJobs(db.pool, 'full-scan-scope')).length, 1, 'the second start enqueued nothing');
 
   const sub = api.subscribe(operation('full-scan-progress'), { fullScanId: id }, await token('viewer'));

@@ -43,9 +43,21 @@ t.test('dsx-connect server serves GraphQL, GraphiQL, health and readiness, and s
       headers: { 'content-type': 'application/json', ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
       body: JSON.stringify({ query: '{ allFullScans { totalCount } }' }),
     }).then((r) => r.json());
-  t.match(await post(), { errors: [{ message: /authentication required/ }] });
+  const anonymous = await fetch(`${base}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query: '{ allFullScans { totalCount } }' }),
+  });
+  t.equal(anonymous.status, 401, 'no token: 401');
+  t.equal(anonymous.headers.get('www-authenticate'), 'Bearer');
+  t.same(await anonymous.json(), {
+    errors: [{ message: 'authentication required: send "Authorization: Bearer <token>" (a JWT or an API token)', extensions: { code: 'UNAUTHENTICATED' } }],
+  });
+  t.match(await post('not-a-jwt'), { errors: [{ message: /authentication failed: invalid token/, extensions: { code: 'UNAUTHENTICATED' } }] });
   t.same(await post(await token('viewer')), { data: { allFullScans: { totalCount: 0 } } });
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
   proc.kill('SIGTERM');
   t.equal(await exited, 0, 'exits 0 on SIGTERM');
+  t.notMatch(out, /GRAPHILE_ENV/, 'no GRAPHILE_ENV warning at start');
+  t.notMatch(out, /SafeError|at context/, 'a refused token logs no stack trace');
 });

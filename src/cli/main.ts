@@ -15,6 +15,12 @@ import { registerTokenCommands } from './token-commands.ts';
 // not die: Node's default for an unhandled rejection is to exit.
 process.on('unhandledRejection', (err) => log.error({ err: err instanceof Error ? err.message : String(err) }, 'unhandled rejection'));
 
+// `dsx-connect ... | head`: a closed stdout ends the command quietly instead of with an EPIPE stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
+
 const program = new Command('dsx-connect')
   .description('DSX-Connect on Postgres: scan storage with DSXA through a durable job pipeline in PostgreSQL')
   .showHelpAfterError()

@@ -4,9 +4,38 @@ import type { Command } from 'commander';
 import { scopeGet, scopeGetByName } from '../db/sql/catalog.ts';
 import { resultsList } from '../db/sql/results.ts';
 import { fullScanCancel, fullScanProgressGet, fullScanStart, fullScanVerify, type FullScanProgress } from '../db/sql/full-scans.ts';
+import { loadConfig } from '../config.ts';
 import { action, output, positiveInt, UsageError, withDatabase } from './common.ts';
+import { apiFollowFullScan, apiFullScanProgress, apiScanCancel, apiScanStart, apiTarget, withApiOptions, type ApiOptions } from './scan-api.ts';
+import { outcomeCounts, progressView } from './scan-progress.ts';
+import type { ApiTarget } from './api-client.ts';
 
 const FINISHED = new Set(['completed', 'canceled', 'failed']);
+
+/**
+ * Exit codes of `scan status` and `--follow` once a scan has finished: 0 completed, 3 failed,
+ * 4 canceled (1 and 2 already mean "the command failed" and "bad command line"). A scan still queued
+ * or running exits 0.
+ */
+export const SCAN_EXIT_CODES: Record<string, number> = { completed: 0, failed: 3, canceled: 4 };
+
+function printStatus(p: FullScanProgress, json: boolean): void {
+  output(json, statusJson(p), () => describe(p));
+  if (p.finished_at) process.exitCode = SCAN_EXIT_CODES[p.status] ?? 0;
+}
+
+function stoppedFollowing(id: number): void {
+  process.stderr.write(`\nstopped following; full scan ${id} goes on (follow again: dsx-connect scan status ${id} --follow)\n`);
+  process.exitCode = 130;
+}
+
+/** --follow: live progress (stdout, or stderr under --json), then the final status like `scan status`. */
+async function follow(api: ApiTarget, id: number, json: boolean): Promise<void> {
+  const view = progressView(json ? process.stderr : process.stdout);
+  const r = await apiFollowFullScan(api, id, view);
+  if (r.interrupted) return stoppedFollowing(id);
+  printStatus(r.final, json);
+}
 
 /** `user@host` of the operator, recorded as requested_by. */
 export function requester(): string {
@@ -14,10 +43,7 @@ export function requester(): string {
 }
 
 function describe(p: FullScanProgress): string {
-  const outcomes = Object.entries(p.outcomes)
-    .filter(([, n]) => n > 0)
-    .map(([k, n]) => `${k}=${n}`)
-    .join(' ');
+  const outcomes = outcomeCounts(p.outcomes);
   return [
     `full scan ${p.id} of scope ${p.scope_name}: ${p.status}${p.cancel_mode ? ` (${p.cancel_mode})` : ''}`,
     `  finalized ${p.finalized}/${p.discovered}${p.enumeration_exhausted ? '' : '+ (enumerating)'}` +
@@ -53,65 +79,92 @@ export function statusJson(p: FullScanProgress) {
 
 export function registerScanCommands(program: Command): void {
   const scan = program.command('scan').description('start, follow and cancel full scans');
-  scan
-    .command('start')
-    .description('start a full scan of a scope; prints its id (the active scan\'s id if one is running)')
-    .argument('<scope>', 'scope name (or id)')
-    .option('--json', 'print JSON')
-    .action(
-      action(async (scopeRef: string, o: { json?: boolean }) => {
-        await withDatabase(async (db) => {
-          const scope = /^\d+$/.test(scopeRef) ? await scopeGet(db.pool, Number(scopeRef)) : await scopeGetByName(db.pool, scopeRef);
-          if (!scope) throw new UsageError(`unknown scope ${JSON.stringify(scopeRef)} (see: dsx-connect scope list)`);
-          const r = await fullScanStart(db.pool, scope.id, requester());
-          if (r.alreadyActive && !o.json) process.stderr.write(`scope ${scope.name} already has an active full scan (${r.status})\n`);
-          output(!!o.json, r, () => String(r.fullScanId));
-        });
-      }),
-    );
-  scan
-    .command('status')
-    .description('show a full scan\'s progress')
-    .argument('<id>', 'full scan id')
-    .option('--json', 'print one JSON object')
-    .option('--wait', 'wait until the scan has finished, then print')
-    .action(
-      action(async (idArg: string, o: { json?: boolean; wait?: boolean }) => {
-        const id = positiveInt('full scan id', idArg);
-        await withDatabase(async (db) => {
-          for (;;) {
-            const p = await fullScanProgressGet(db.pool, id);
-            if (!p) throw new UsageError(`unknown full scan id ${id}`);
-            if (!o.wait || (FINISHED.has(p.status) && p.finished_at)) {
-              output(!!o.json, statusJson(p), () => describe(p));
-              if (p.status === 'failed') process.exitCode = 1;
-              return;
-            }
-            await new Promise((r) => setTimeout(r, 250));
-          }
-        });
-      }),
-    );
-  scan
-    .command('cancel')
-    .description('cancel a full scan')
-    .argument('<id>', 'full scan id')
-    .option('--mode <mode>', 'drain: queued scans finish normally; interrupt: the rest end as canceled', 'drain')
-    .action(
-      action(async (idArg: string, o: { mode: string }) => {
-        const id = positiveInt('full scan id', idArg);
-        if (o.mode !== 'drain' && o.mode !== 'interrupt') throw new UsageError(`--mode must be drain or interrupt (got ${JSON.stringify(o.mode)})`);
-        await withDatabase(async (db) => {
-          const before = await fullScanProgressGet(db.pool, id);
-          if (!before) throw new UsageError(`unknown full scan id ${id}`);
-          const status = await fullScanCancel(db.pool, id, o.mode as 'drain' | 'interrupt', requester());
-          if (before.status !== 'queued' && before.status !== 'running') {
-            process.stderr.write(`full scan ${id} had already ended (${before.status}); nothing to cancel\n`);
-          }
-          process.stdout.write(`${status}\n`);
-        });
-      }),
-    );
+  withApiOptions(
+    scan
+      .command('start')
+      .description('start a full scan of a scope; prints its id (the active scan\'s id if one is running)')
+      .argument('<scope>', 'scope name (or id)')
+      .option('--follow', 'then show live progress until the scan ends (over the API); the exit code tells how it ended')
+      .option('--json', 'print JSON'),
+  ).action(
+    action(async (scopeRef: string, o: ApiOptions & { json?: boolean; follow?: boolean }) => {
+      const config = loadConfig();
+      const api = apiTarget(o, config);
+      const r = api
+        ? await apiScanStart(api, scopeRef)
+        : await withDatabase(async (db) => {
+            const scope = /^\d+$/.test(scopeRef) ? await scopeGet(db.pool, Number(scopeRef)) : await scopeGetByName(db.pool, scopeRef);
+            if (!scope) throw new UsageError(`unknown scope ${JSON.stringify(scopeRef)} (see: dsx-connect scope list)`);
+            return { ...(await fullScanStart(db.pool, scope.id, requester())), scopeName: scope.name };
+          });
+      if (r.alreadyActive && !o.json) process.stderr.write(`scope ${r.scopeName} already has an active full scan (${r.status})\n`);
+      const { scopeName: _, ...started } = r;
+      if (!o.follow) return output(!!o.json, started, () => String(r.fullScanId));
+      if (!o.json) process.stdout.write(`full scan ${r.fullScanId} of scope ${r.scopeName}\n`);
+      await follow(api!, r.fullScanId, !!o.json);
+    }),
+  );
+  withApiOptions(
+    scan
+      .command('status')
+      .description('show a full scan\'s progress')
+      .argument('<id>', 'full scan id')
+      .option('--json', 'print one JSON object')
+      .option('--wait', 'wait until the scan has finished, then print')
+      .option('--follow', 'show live progress until the scan ends, then print (over the API)'),
+  ).action(
+    action(async (idArg: string, o: ApiOptions & { json?: boolean; wait?: boolean; follow?: boolean }) => {
+      const id = positiveInt('full scan id', idArg);
+      const config = loadConfig();
+      const api = apiTarget(o, config);
+      if (api) {
+        if (o.follow) return follow(api, id, !!o.json);
+        let p = await apiFullScanProgress(api, id);
+        if (!p) throw new UsageError(`unknown full scan id ${id}`);
+        if (o.wait && !p.finished_at) {
+          const r = await apiFollowFullScan(api, id);
+          if (r.interrupted) return stoppedFollowing(id);
+          p = r.final;
+        }
+        return printStatus(p, !!o.json);
+      }
+      await withDatabase(async (db) => {
+        for (;;) {
+          const p = await fullScanProgressGet(db.pool, id);
+          if (!p) throw new UsageError(`unknown full scan id ${id}`);
+          if (!o.wait || (FINISHED.has(p.status) && p.finished_at)) return printStatus(p, !!o.json);
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      });
+    }),
+  );
+  withApiOptions(
+    scan
+      .command('cancel')
+      .description('cancel a full scan')
+      .argument('<id>', 'full scan id')
+      .option('--mode <mode>', 'drain: queued scans finish normally; interrupt: the rest end as canceled', 'drain'),
+  ).action(
+    action(async (idArg: string, o: ApiOptions & { mode: string }) => {
+      const id = positiveInt('full scan id', idArg);
+      if (o.mode !== 'drain' && o.mode !== 'interrupt') throw new UsageError(`--mode must be drain or interrupt (got ${JSON.stringify(o.mode)})`);
+      const mode = o.mode;
+      const config = loadConfig();
+      const api = apiTarget(o, config);
+      const { before, status } = api
+        ? { before: await apiFullScanProgress(api, id), status: undefined }
+        : await withDatabase(async (db) => {
+            const before = await fullScanProgressGet(db.pool, id);
+            return { before, status: before ? await fullScanCancel(db.pool, id, mode, requester()) : undefined };
+          });
+      if (!before) throw new UsageError(`unknown full scan id ${id}`);
+      const after = status ?? (await apiScanCancel(api!, id, mode));
+      if (before.status !== 'queued' && before.status !== 'running') {
+        process.stderr.write(`full scan ${id} had already ended (${before.status}); nothing to cancel\n`);
+      }
+      process.stdout.write(`${after}\n`);
+    }),
+  );
   scan
     .command('verify')
     .description('check a full scan\'s invariants (counters, one result per object, side effects, queue); exits 1 if any fails')

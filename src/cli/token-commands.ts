@@ -1,8 +1,9 @@
-/** `dsx-connect token create|revoke|jwt`: credentials for the GraphQL API. */
+/** `dsx-connect token create|list|revoke|jwt`: credentials for the GraphQL API. */
 import type { Command } from 'commander';
 import { loadConfig } from '../config.ts';
 import { API_ROLES, hashToken, newApiToken, signJwt, type ApiRole } from '../server/auth.ts';
-import { action, positiveInt, UsageError, withDatabase } from './common.ts';
+import { apiTokenCreate, apiTokenList, apiTokenRevoke } from '../db/sql/api-tokens.ts';
+import { action, output, positiveInt, UsageError, withDatabase } from './common.ts';
 
 function role(value: string): ApiRole {
   if (!(API_ROLES as readonly string[]).includes(value)) throw new UsageError(`--role must be viewer or operator (got ${JSON.stringify(value)})`);
@@ -23,13 +24,26 @@ export function registerTokenCommands(program: Command): void {
         const days = o.expiresDays ? positiveInt('--expires-days', o.expiresDays) : null;
         const secret = newApiToken();
         await withDatabase(async (db) => {
-          await db.pool.query(
-            `insert into dsx_private.api_tokens (name, role, token_sha256, expires_at)
-             values ($1, $2, $3, now() + make_interval(days => $4::int))`,
-            [o.name, r, hashToken(secret), days],
-          );
+          const taken = (await apiTokenList(db.pool)).some((t) => t.name === o.name);
+          if (taken) throw new UsageError(`an API token named ${JSON.stringify(o.name)} already exists (see: dsx-connect token list)`);
+          await apiTokenCreate(db.pool, { name: o.name, role: r, sha256: hashToken(secret), expiresDays: days });
         });
         process.stdout.write(`${secret}\n`);
+      }),
+    );
+  token
+    .command('list')
+    .description('list API tokens: name, role, state (active, expired, revoked), dates; never the tokens')
+    .option('--json', 'print JSON')
+    .action(
+      action(async (o: { json?: boolean }) => {
+        const rows = await withDatabase((db) => apiTokenList(db.pool));
+        const day = (d: Date | null) => (d ? d.toISOString().slice(0, 10) : '-');
+        output(!!o.json, rows, () =>
+          rows.length === 0
+            ? '(no API tokens; create one with: dsx-connect token create --name N --role viewer|operator)'
+            : rows.map((t) => `${t.name}\t${t.role}\t${t.state}\tcreated ${day(t.created_at)}\texpires ${day(t.expires_at)}${t.revoked_at ? `\trevoked ${day(t.revoked_at)}` : ''}`).join('\n'),
+        );
       }),
     );
   token
@@ -39,8 +53,7 @@ export function registerTokenCommands(program: Command): void {
     .action(
       action(async (name: string) => {
         await withDatabase(async (db) => {
-          const { rowCount } = await db.pool.query('update dsx_private.api_tokens set revoked_at = now() where name = $1 and revoked_at is null', [name]);
-          if (!rowCount) throw new UsageError(`no active API token named ${JSON.stringify(name)}`);
+          if (!(await apiTokenRevoke(db.pool, name))) throw new UsageError(`no active API token named ${JSON.stringify(name)}`);
         });
       }),
     );

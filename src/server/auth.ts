@@ -2,12 +2,13 @@
  * Who is calling the GraphQL API. A request carries `Authorization: Bearer <token>` (HTTP header, or
  * the `authorization` connection parameter of a websocket): a JWT signed with DSX_JWT_SECRET (HS256,
  * claim `role`: viewer | operator, `sub`, `exp`) or an API token (`dsx_...`, stored as its SHA-256 in
- * dsx_private.api_tokens). The role maps to a database role (dsx_viewer / dsx_operator) that the server
+ * dsx.api_tokens). The role maps to a database role (dsx_viewer / dsx_operator) that the server
  * switches to for the request's transaction, so PostgreSQL enforces what the caller may do.
  */
 import crypto from 'node:crypto';
 import type pg from 'pg';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import { apiTokenGetByHash } from '../db/sql/api-tokens.ts';
 
 export type ApiRole = 'viewer' | 'operator';
 export const API_ROLES: readonly ApiRole[] = ['viewer', 'operator'];
@@ -67,15 +68,10 @@ async function verifyJwt(secret: string | undefined, token: string): Promise<Ide
 }
 
 async function verifyApiToken(pool: pg.Pool, token: string): Promise<Identity> {
-  const { rows } = await pool.query<{ name: string; role: ApiRole; expired: boolean; revoked: boolean }>(
-    `select name, role, coalesce(expires_at <= now(), false) as expired, revoked_at is not null as revoked
-       from dsx_private.api_tokens where token_sha256 = $1`,
-    [hashToken(token)],
-  );
-  const r = rows[0];
+  const r = await apiTokenGetByHash(pool, hashToken(token));
   if (!r) throw new AuthError('authentication failed: unknown API token');
-  if (r.revoked) throw new AuthError('authentication failed: the API token was revoked');
-  if (r.expired) throw new AuthError('authentication failed: the API token has expired');
+  if (r.state === 'revoked') throw new AuthError('authentication failed: the API token was revoked');
+  if (r.state === 'expired') throw new AuthError('authentication failed: the API token has expired');
   return { role: r.role, subject: `token:${r.name}` };
 }
 

@@ -3,6 +3,7 @@
  * GraphiQL page at /, /healthz (the process is up) and /readyz (database reachable, schema built).
  * close() stops accepting, ends open websockets and waits for requests in flight.
  */
+import './graphile-env.ts'; // first: before postgraphile loads
 import http from 'node:http';
 import type net from 'node:net';
 import type pg from 'pg';
@@ -12,7 +13,7 @@ import { PgSubscriber } from 'postgraphile/adaptors/pg';
 import { makePreset } from '../../graphql/preset.ts';
 import { log as defaultLog, type Logger } from '../log.ts';
 import { createEventIntake } from '../monitor/intake.ts';
-import type { AuthOptions } from './auth.ts';
+import { AuthError, identify, type AuthOptions, type Identity } from './auth.ts';
 
 export interface ApiServer {
   url: string;
@@ -31,7 +32,11 @@ export async function startApiServer(args: {
 }): Promise<ApiServer> {
   // Our own LISTEN connection (one pool client), released by close() so the pool can end.
   const subscriber = new PgSubscriber(args.pool);
-  const pgl = postgraphile(makePreset({ pool: args.pool, subscriber, auth: args.auth }));
+  // HTTP requests are authenticated here, before GraphQL, so a missing or bad token is a 401 with
+  // extensions.code UNAUTHENTICATED (an error thrown from the GraphQL context comes out of grafserv as
+  // a 500 without its code). The identity rides along to the context; websockets authenticate there.
+  const identities = new WeakMap<http.IncomingMessage, Identity>();
+  const pgl = postgraphile(makePreset({ pool: args.pool, subscriber, auth: args.auth, identityOf: (req) => identities.get(req) }));
   await pgl.getSchema(); // fail at start, not at the first request, if the schema cannot be built
   const serv = pgl.createServ(grafserv);
   const handler = serv.createHandler();
@@ -50,6 +55,24 @@ export async function startApiServer(args: {
       args.pool.query('select 1').then(
         () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ready"}'),
         (err: Error) => res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'unavailable', error: err.message })),
+      );
+      return;
+    }
+    if (path === '/graphql' && (req.method === 'POST' || req.method === 'GET')) {
+      identify(args.auth, req.headers.authorization).then(
+        (who) => {
+          identities.set(req, who);
+          handler(req, res);
+        },
+        (err: Error) => {
+          const unauthenticated = err instanceof AuthError;
+          const body = unauthenticated
+            ? { message: err.message, extensions: { code: 'UNAUTHENTICATED' } }
+            : { message: `authentication is unavailable: ${err.message}`, extensions: { code: 'SERVICE_UNAVAILABLE' } };
+          res
+            .writeHead(unauthenticated ? 401 : 503, { 'content-type': 'application/json', ...(unauthenticated ? { 'www-authenticate': 'Bearer' } : {}) })
+            .end(JSON.stringify({ errors: [body] }));
+        },
       );
       return;
     }
