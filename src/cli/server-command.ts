@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { loadConfig, type Config } from '../config.ts';
 import { makePool, openDatabase } from '../db/connect.ts';
 import { log } from '../log.ts';
-import { startApiServer, type ApiServer } from '../server/http.ts';
+import type { ApiServer } from '../server/http.ts';
 import { action, positiveInt } from './common.ts';
 import { untilSignal } from './runtime-commands.ts';
 
@@ -19,6 +19,9 @@ const OPEN_WARNING = [
 
 /** Starts the API on its own pool of `dbUrl`; open mode prints a loud warning on stderr. */
 export async function startApi(config: Config, dbUrl: string, opts: { open: boolean; port?: number; host?: string }) {
+  // Loaded here, not at the top: PostGraphile and its schema tooling are ~50 MB of resident memory that
+  // every other command (and every worker process) would carry for nothing.
+  const { startApiServer } = await import('../server/http.ts');
   const pool = makePool(dbUrl, 12);
   let server: ApiServer;
   try {
