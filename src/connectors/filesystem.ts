@@ -478,6 +478,8 @@ function classify(err: unknown, what: string): ConnectorError {
     EPERM: ['permission', 'is not accessible (operation not permitted)'],
     EISDIR: ['invalid', 'is a directory, not a regular file'],
     ELOOP: ['invalid', 'has too many levels of symbolic links'],
+    // Retrying cannot shorten a name: without this a too-long identity was retried as transient.
+    ENAMETOOLONG: ['invalid', 'is too long for the filesystem (a name over 255 bytes or a path over 4,096)'],
   };
   const [kind, text] = (code && kinds[code]) || ['transient', `failed: ${messageOf(err)}`];
   return new ConnectorError(kind, `${what} ${text}`, { cause: err });
@@ -489,6 +491,9 @@ function classifyDestination(err: unknown, dest: string): ConnectorError {
   const code = errno(err);
   if (code === 'EACCES' || code === 'EPERM') {
     return new ConnectorError('permission', `quarantine destination ${dest} is not writable`, { cause: err });
+  }
+  if (code === 'ENAMETOOLONG') {
+    return new ConnectorError('invalid', `quarantine destination ${dest} is too long for the filesystem`, { cause: err });
   }
   if (code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR' || code === 'ENOTEMPTY') {
     return new ConnectorError('invalid', `quarantine destination ${dest} is blocked by an existing entry (${code})`, { cause: err });
