@@ -325,7 +325,7 @@ t.test('graphile-worker runs jobs with bad payloads: each fails with the field i
   );
   await workers(t, db.pool, { dsxaUrl: emu.url });
   const failed = async () =>
-    (await db.pool.query(`select id::text, last_error from graphile_worker._private_jobs where id = any($1::bigint[]) and attempts >= 1 order by id`, [ids.map((r) => r.id)])).rows;
+    (await db.pool.query(`select id::text, last_error from graphile_worker._private_jobs where id = any($1::bigint[]) and last_error is not null order by id`, [ids.map((r) => r.id)])).rows;
   await waitFor(async () => (await failed()).length === expected.length, 'every bad job to have failed');
   const errors = await failed();
   expected.forEach((m, i) => {
