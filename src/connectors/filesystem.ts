@@ -5,7 +5,9 @@
  * resumes by descending along the cursor's path only, so memory and work per page are bounded by the
  * page size and the directories on that path. Symbolic links are never followed while listing, and no
  * identity can reach outside the root (`..`, absolute paths and symlinks whose real path is outside
- * are refused with `ConnectorError('escape')`).
+ * are refused with `ConnectorError('escape')`). Names are read as bytes: one that is not valid UTF-8
+ * gets an identity that maps back to exactly its bytes (see `nameFromBytes` in identity.ts), so it is
+ * scanned like any other file instead of being skipped.
  *
  * Directory reads are not atomic with respect to concurrent renames into symlinks (a classic TOCTOU);
  * `open` and the item actions re-check the real path, which is what protects the bytes served.
@@ -14,7 +16,7 @@ import { randomUUID } from 'node:crypto';
 import { constants as fsConstants, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { isWithin, joinIdentity, normalizeRelativePath } from './identity.ts';
+import { fsPath, isWithin, joinIdentity, nameFromBytes, normalizeRelativePath } from './identity.ts';
 import {
   ConnectorError,
   type ActionResult,
@@ -66,12 +68,12 @@ export class FilesystemConnector implements Connector {
     if (typeof opts.root !== 'string' || !path.isAbsolute(opts.root)) {
       throw new ConnectorError('invalid', `filesystem root must be an absolute path, got ${JSON.stringify(opts.root)}`);
     }
-    this.#root = path.resolve(opts.root);
+    this.#root = textPath(path.resolve(opts.root));
     const q = opts.quarantineDir ?? path.join(this.#root, '.dsx-quarantine');
     if (!path.isAbsolute(q)) {
       throw new ConnectorError('invalid', `quarantine directory must be an absolute path, got ${JSON.stringify(q)}`);
     }
-    this.#quarantineDir = path.resolve(q);
+    this.#quarantineDir = textPath(path.resolve(q));
     if (relativeInside(this.#quarantineDir, this.#root) !== null) {
       throw new ConnectorError('invalid', `quarantine directory ${this.#quarantineDir} must not contain the root ${this.#root}`);
     }
@@ -97,7 +99,7 @@ export class FilesystemConnector implements Connector {
 
     let realScope: string;
     try {
-      realScope = await fs.realpath(scopeAbs);
+      realScope = await realPath(scopeAbs);
     } catch (err) {
       throw classify(err, `scope root ${JSON.stringify(scope)} (${scopeAbs})`);
     }
@@ -183,7 +185,7 @@ export class FilesystemConnector implements Connector {
     await this.#requireRegularFile(id, real);
     let fh: fs.FileHandle;
     try {
-      fh = await fs.open(real, OPEN_FLAGS);
+      fh = await fs.open(fsPath(real), OPEN_FLAGS);
     } catch (err) {
       if (errno(err) === 'ELOOP') {
         throw new ConnectorError('transient', `${JSON.stringify(id)} changed into a symbolic link while opening`, { cause: err });
@@ -217,7 +219,7 @@ export class FilesystemConnector implements Connector {
     if (st === null) return { status: 'already_done', detail: 'file does not exist' };
     if (!st.isFile()) throw new ConnectorError('invalid', `${JSON.stringify(id)} is not a regular file`);
     try {
-      await fs.unlink(real);
+      await fs.unlink(fsPath(real));
     } catch (err) {
       if (errno(err) === 'ENOENT') return { status: 'already_done', detail: 'file does not exist' };
       throw classify(err, JSON.stringify(id));
@@ -238,7 +240,7 @@ export class FilesystemConnector implements Connector {
       throw new ConnectorError('not_found', `${JSON.stringify(id)} does not exist and is not in quarantine`);
     }
     const { real } = resolved;
-    const realQuarantine = await fs.realpath(this.#quarantineDir).catch(() => this.#quarantineDir);
+    const realQuarantine = await realPath(this.#quarantineDir).catch(() => this.#quarantineDir);
     if (relativeInside(realQuarantine, real) !== null) {
       return { status: 'already_done', detail: 'file is inside the quarantine directory' };
     }
@@ -250,12 +252,12 @@ export class FilesystemConnector implements Connector {
     if (!st.isFile()) throw new ConnectorError('invalid', `${JSON.stringify(id)} is not a regular file`);
 
     try {
-      await fs.mkdir(path.dirname(dest), { recursive: true });
+      await fs.mkdir(fsPath(path.dirname(dest)), { recursive: true });
     } catch (err) {
       throw classifyDestination(err, dest);
     }
     try {
-      await fs.rename(real, dest);
+      await fs.rename(fsPath(real), fsPath(dest));
     } catch (err) {
       const code = errno(err);
       if (code === 'EXDEV') {
@@ -280,7 +282,7 @@ export class FilesystemConnector implements Connector {
 
   async #realRoot(): Promise<string> {
     try {
-      return await fs.realpath(this.#root);
+      return await realPath(this.#root);
     } catch (err) {
       throw new ConnectorError('transient', `integration root ${this.#root} is not accessible: ${messageOf(err)}`, { cause: err });
     }
@@ -291,7 +293,7 @@ export class FilesystemConnector implements Connector {
     const skip = new Set<string>();
     const lexical = relativeInside(this.#root, this.#quarantineDir);
     if (lexical) skip.add(lexical);
-    const realQ = await fs.realpath(this.#quarantineDir).catch(() => null);
+    const realQ = await realPath(this.#quarantineDir).catch(() => null);
     const real = realQ === null ? null : relativeInside(realRoot, realQ);
     if (real) skip.add(real);
     return skip;
@@ -307,7 +309,7 @@ export class FilesystemConnector implements Connector {
     const realRoot = await this.#realRoot();
     let real: string;
     try {
-      real = await fs.realpath(this.#abs(id));
+      real = await realPath(this.#abs(id));
     } catch (err) {
       const code = errno(err);
       if (code === 'ENOENT' || code === 'ENOTDIR') return null;
@@ -348,6 +350,18 @@ function decodeCursor(cursor: string, scope: string): string {
   return id;
 }
 
+/**
+ * Paths inside this connector are text in the form of identity.ts (bytes of names that are not valid
+ * UTF-8 kept as escapes); every `fs` call takes `fsPath(...)` of them, and real paths come back the same way.
+ */
+function textPath(p: string): string {
+  return nameFromBytes(Buffer.from(p, 'utf8'));
+}
+
+async function realPath(p: string): Promise<string> {
+  return nameFromBytes(await fs.realpath(fsPath(p), { encoding: 'buffer' }));
+}
+
 /** Plain UTF-16 code-unit comparison (locale-independent, stable across runs). */
 function compareNames(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
@@ -367,13 +381,15 @@ function upperBound(entries: Entry[], name: string): number {
 
 /** Entries of a directory that may be files or directories (symlinks and specials dropped), sorted. */
 async function readSortedEntries(dir: string): Promise<Entry[]> {
-  const dirents = await fs.readdir(dir, { withFileTypes: true });
+  // Names as bytes: a name that is not valid UTF-8 keeps them (nameFromBytes), so it can be opened.
+  const dirents = await fs.readdir(fsPath(dir), { withFileTypes: true, encoding: 'buffer' });
   const entries: Entry[] = [];
   for (const d of dirents) {
-    if (d.isFile()) entries.push({ name: d.name, type: 'file' });
-    else if (d.isDirectory()) entries.push({ name: d.name, type: 'dir' });
+    const name = nameFromBytes(d.name);
+    if (d.isFile()) entries.push({ name, type: 'file' });
+    else if (d.isDirectory()) entries.push({ name, type: 'dir' });
     else if (d.isSymbolicLink() || d.isFIFO() || d.isSocket() || d.isBlockDevice() || d.isCharacterDevice()) continue;
-    else entries.push({ name: d.name, type: 'unknown' }); // filesystem without d_type: lstat later
+    else entries.push({ name, type: 'unknown' }); // filesystem without d_type: lstat later
   }
   entries.sort((a, b) => compareNames(a.name, b.name));
   return entries;
@@ -392,7 +408,7 @@ async function readDirOrNull(dir: string): Promise<Entry[] | null> {
 /** lstat for the walk: null when the entry vanished or cannot be inspected. */
 async function lstatOrNull(p: string): Promise<Stats | null> {
   try {
-    return await fs.lstat(p);
+    return await fs.lstat(fsPath(p));
   } catch (err) {
     if (SKIPPABLE.has(errno(err) ?? '')) return null;
     throw classify(err, p);
@@ -402,7 +418,7 @@ async function lstatOrNull(p: string): Promise<Stats | null> {
 /** lstat for actions: null when missing, a classified ConnectorError otherwise. */
 async function lstatOrThrow(p: string, id: string): Promise<Stats | null> {
   try {
-    return await fs.lstat(p);
+    return await fs.lstat(fsPath(p));
   } catch (err) {
     const code = errno(err);
     if (code === 'ENOENT' || code === 'ENOTDIR') return null;
@@ -418,18 +434,18 @@ async function existsOrThrow(p: string, id: string): Promise<boolean> {
 async function copyThenUnlink(src: string, dest: string, st: Stats, id: string): Promise<void> {
   const tmp = `${dest}.dsx-partial-${randomUUID()}`;
   try {
-    await fs.copyFile(src, tmp, fsConstants.COPYFILE_EXCL);
-    await fs.utimes(tmp, st.atimeMs / 1000, st.mtimeMs / 1000);
-    await fs.rename(tmp, dest);
+    await fs.copyFile(fsPath(src), fsPath(tmp), fsConstants.COPYFILE_EXCL);
+    await fs.utimes(fsPath(tmp), st.atimeMs / 1000, st.mtimeMs / 1000);
+    await fs.rename(fsPath(tmp), fsPath(dest));
   } catch (err) {
-    await fs.rm(tmp, { force: true }).catch(() => {});
+    await fs.rm(fsPath(tmp), { force: true }).catch(() => {});
     if (errno(err) === 'ENOENT' && !(await existsOrThrow(src, id))) {
       throw new ConnectorError('transient', `${JSON.stringify(id)} vanished while being copied to quarantine`, { cause: err });
     }
     throw classifyDestination(err, dest);
   }
   try {
-    await fs.unlink(src);
+    await fs.unlink(fsPath(src));
   } catch (err) {
     if (errno(err) !== 'ENOENT') throw classify(err, JSON.stringify(id));
   }
@@ -462,6 +478,8 @@ function classify(err: unknown, what: string): ConnectorError {
     EPERM: ['permission', 'is not accessible (operation not permitted)'],
     EISDIR: ['invalid', 'is a directory, not a regular file'],
     ELOOP: ['invalid', 'has too many levels of symbolic links'],
+    // Retrying cannot shorten a name: without this a too-long identity was retried as transient.
+    ENAMETOOLONG: ['invalid', 'is too long for the filesystem (a name over 255 bytes or a path over 4,096)'],
   };
   const [kind, text] = (code && kinds[code]) || ['transient', `failed: ${messageOf(err)}`];
   return new ConnectorError(kind, `${what} ${text}`, { cause: err });
@@ -473,6 +491,9 @@ function classifyDestination(err: unknown, dest: string): ConnectorError {
   const code = errno(err);
   if (code === 'EACCES' || code === 'EPERM') {
     return new ConnectorError('permission', `quarantine destination ${dest} is not writable`, { cause: err });
+  }
+  if (code === 'ENAMETOOLONG') {
+    return new ConnectorError('invalid', `quarantine destination ${dest} is too long for the filesystem`, { cause: err });
   }
   if (code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR' || code === 'ENOTEMPTY') {
     return new ConnectorError('invalid', `quarantine destination ${dest} is blocked by an existing entry (${code})`, { cause: err });
