@@ -89,4 +89,16 @@ t.test('credentials are write-only and the audit log is append-only', async (t) 
   await t.rejects(db.pool.query('delete from dsx.audit_log'), /append-only/);
   await t.rejects(db.pool.query(`update dsx.audit_log set actor = 'x'`), /append-only/);
   await t.rejects(db.pool.query('truncate dsx.audit_log'), /append-only/);
+
+  // Credentials that are not a JSON object are refused before the insert, by a message that shows
+  // nothing of them (a failed check constraint would print the whole row, credentials included).
+  for (const bad of ['"SUPERSECRET-string"', '["SUPERSECRET"]', '42']) {
+    const err = await db.pool.query(`select dsx.set_integration_credentials(1, $1::jsonb)`, [bad]).catch((e: Error & { code?: string; detail?: string }) => e);
+    t.match(err, { code: '22023', message: /credentials must be a JSON object/ }, `${bad} refused`);
+    t.notMatch(JSON.stringify({ m: (err as Error).message, d: (err as { detail?: string }).detail }), /SUPERSECRET/, 'the error shows nothing of them');
+    await t.rejects(db.pool.query(`select dsx.create_integration('x', 'synthetic', '{"objects": 1}', $1::jsonb)`, [bad]), /credentials must be a JSON object/);
+  }
+  await t.rejects(db.pool.query(`select dsx.set_integration_credentials(1, null)`), /credentials must be a JSON object \(got null\)/);
+  const { rows: n } = await db.pool.query(`select count(*)::int as n from dsx.integrations`);
+  t.equal(n[0].n, 1, 'nothing created');
 });

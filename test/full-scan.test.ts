@@ -224,3 +224,34 @@ t.test('an object deleted between enumeration and fetch finalizes as fetch_faile
   const { rows } = await db.pool.query(`select object_identity, outcome, reason from dsx.scan_results where outcome = 'fetch_failed'`);
   t.same(rows, [{ object_identity: 'gone.txt', outcome: 'fetch_failed', reason: 'not_found' }]);
 });
+
+t.test('a failed scan finishes when the objects it already queued are finalized, not before', async (t) => {
+  const db = await createTestDatabase(t);
+  const emu = await emulator(t);
+  const scope = await syntheticScope(db.pool, { objects: 500 });
+  const { Stepper } = await import('./helpers/pipeline.ts');
+  const stepper = new Stepper(db.pool, { dsxaUrl: emu.url });
+  const { fullScanId } = await fullScanStart(db.pool, scope.id, 'tester');
+  await stepper.drain('full-scan-scope');
+  const [page0] = await queuedJobs(db.pool, 'enumerate-scope-page');
+  await stepper.run(page0!);
+  await stepper.complete(page0!);
+  // Enumeration cannot go on (as when the scope root vanishes): the scan fails with objects in flight.
+  await db.pool.query(`select dsx_private.fail_full_scan($1, 'scope root vanished')`, [fullScanId]);
+  let scan = await getScan(db.pool, fullScanId);
+  t.match(scan, { status: 'failed', error: 'scope root vanished', finished_at: null }, 'failed, not finished: objects are in flight');
+  t.ok(scan.discovered > 0 && scan.finalized === 0);
+  await stepper.runAll();
+  scan = await getScan(db.pool, fullScanId);
+  t.equal(scan.status, 'failed');
+  t.equal(scan.finalized, scan.discovered, 'every queued object finalized');
+  t.ok(scan.finished_at, 'finished once the last one was');
+  const { rows } = await db.pool.query(`select bool_and(ok) as ok from dsx.verify_full_scan($1)`, [fullScanId]);
+  t.ok(rows[0].ok, 'the invariant checker passes');
+
+  // A scan failing with nothing in flight finishes at once.
+  const empty = await syntheticScope(db.pool, { objects: 0, name: 'empty' });
+  const second = await fullScanStart(db.pool, empty.id, 'tester');
+  await db.pool.query(`select dsx_private.fail_full_scan($1, 'no luck')`, [second.fullScanId]);
+  t.ok((await getScan(db.pool, second.fullScanId)).finished_at, 'nothing in flight: finished at once');
+});

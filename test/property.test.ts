@@ -23,6 +23,7 @@ import {
   finalizeScanObjectBody,
   fullScanScopeBody,
   InvalidPayloadError,
+  monitorEventIngestBody,
   parseJob,
   scanObjectBody,
   sideEffectBody,
@@ -45,6 +46,7 @@ const BODY_SCHEMAS: Record<TaskName, z.ZodObject> = {
   [TASKS.finalizeScanObject]: finalizeScanObjectBody,
   [TASKS.applyRemediation]: sideEffectBody,
   [TASKS.sendNotification]: sideEffectBody,
+  [TASKS.monitorEventIngest]: monitorEventIngestBody,
 };
 const TASK_NAMES = Object.values(TASKS);
 
@@ -74,6 +76,8 @@ function validBody(task: TaskName): fc.Arbitrary<Record<string, unknown>> {
         etag: nullable(text),
         mtime: nullable(text),
       });
+    case TASKS.monitorEventIngest:
+      return fc.record({ event_ids: fc.array(id, { minLength: 1, maxLength: 5 }), trailing: fc.boolean() });
     default:
       return fc.record({
         side_effect_id: id,
@@ -255,6 +259,12 @@ async function halfDoneScan(t: Test) {
   }
   await keep('apply-remediation');
   await keep('send-notification');
+  await db.pool.query(`select dsx.set_scope_monitor($1, true)`, [scope.id]);
+  await db.pool.query(
+    `select dsx.accept_monitor_events($1, 'generic', '[{"event_type": "modified", "object_identity": "obj-000000001"}]')`,
+    [scope.integration_id],
+  );
+  await keep('monitor-event-ingest');
   return { db, emu, stepper, fullScanId, payloads, scans };
 }
 

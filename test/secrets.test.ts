@@ -145,7 +145,7 @@ t.test('credentials, webhook secrets and the DSXA token never appear in logs, er
     await gql(`mutation($c: JSON) { createIntegration(input: {name: "other", kind: "s3", settings: {}, credentials: $c}) { integration { rowId } } }`, { c: CREDENTIAL }),
   ];
   for (const r of refusals) t.ok(r.errors?.length, `refused: ${r.errors?.[0]?.message}`);
-  t.match(refusals[0]!.errors, [{ message: /integration_credentials_credentials_check/ }], 'a non-object is refused by the check constraint');
+  t.match(refusals[0]!.errors, [{ message: /credentials must be a JSON object/ }], 'a non-object is refused before it reaches a table');
 
   // A scan with notifications, and a scan of the integration whose connector fails, under a debug-level worker.
   const worker = daemon(t, env, 'worker', '--concurrency', '4');
@@ -154,11 +154,11 @@ t.test('credentials, webhook secrets and the DSXA token never appear in logs, er
   const status = await cli(env, 'scan', 'status', scanId, '--wait', '--json');
   t.match(JSON.parse(status.stdout), { status: 'completed', discovered: 3, finalized: 3, outcomes: { clean: 2, malicious: 1 } });
   await waitFor(async () => received.length === 1, 'the webhook delivery');
+  // The s3 connector does not exist yet: the scan of that integration fails at once, with the reason.
   await waitFor(
-    async () => (await db.pool.query(`select 1 from graphile_worker._private_jobs where payload->>'source_entity_id' = $1 and last_error is not null`, [bucketScan])).rowCount === 1,
-    'the s3 enumeration to fail once',
+    async () => (await db.pool.query(`select 1 from dsx.full_scans where id = $1 and status = 'failed' and error ~ 'not available'`, [bucketScan])).rowCount === 1,
+    'the s3 enumeration to fail',
   );
-  t.equal((await cli(env, 'scan', 'cancel', bucketScan, '--mode', 'interrupt')).code, 0);
   const [verify] = await Promise.all([
     cli(env, 'scan', 'verify', scanId),
     cli(env, 'integration', 'list', '--json'),

@@ -40,6 +40,7 @@ export async function enumeratePage(ctx: PipelineContext, job: Job<'enumerate-sc
     const final = (err instanceof ConnectorError && !err.retryable) || attempt.attempts >= attempt.maxAttempts;
     if (!final) throw err;
     const message = `enumeration of page ${pageNo} failed: ${(err as Error).message}`;
+    ctx.log.warn({ full_scan_id: id, page_no: pageNo, err: message }, 'enumeration cannot go on: the full scan ends failed');
     await fullScanFail(ctx.pool, id, message);
     return 'failed';
   }
