@@ -257,6 +257,7 @@ export async function monitorLatency(server: BenchServer, o: BenchOptions) {
     const t0 = now();
     const { fullScanId } = await fullScanStart(pool, scope.id, 'bench');
     jobs.setPhase('load');
+    const counter: number[] = []; // the scan's finalized counter when each event was posted
     const [loadSamples, loadLoop] = await withLoopDelay(async () => {
       const out: EventSample[] = [];
       outer: for (let k = 0; k < LOAD_EVENTS; k++) {
@@ -264,7 +265,10 @@ export async function monitorLatency(server: BenchServer, o: BenchOptions) {
         for (;;) {
           const { rows } = await benchPool.query('select finalized::float8 as f, finished_at is not null as done from dsx.full_scans where id = $1', [fullScanId]);
           if (rows[0].done) break outer;
-          if (rows[0].f >= target) break;
+          if (rows[0].f >= target) {
+            counter.push(rows[0].f);
+            break;
+          }
           await sleep(20);
         }
         out.push(await one(synthetic(next++)));
@@ -302,6 +306,7 @@ export async function monitorLatency(server: BenchServer, o: BenchOptions) {
         seconds: round1(scanSeconds),
         objects_per_s: Math.round(objects / scanSeconds),
         finalized_during_measurement: fin[0].n,
+        finalized_counter_at_first_and_last_event: counter.length ? [counter[0], counter[counter.length - 1]] : null,
         measurement_seconds: window ? round1((window.to - window.from) / 1000) : 0,
       },
     };
