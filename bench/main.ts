@@ -9,15 +9,16 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig, PROJECT_DIR } from '../src/config.ts';
 import { startServer } from './env.ts';
-import { ceiling, enumeration, filesystem, notAvailable, overhead, scannerBound } from './scenarios.ts';
+import { monitorLatency, progressLatency } from './latency.ts';
+import { ceiling, enumeration, filesystem, overhead, scannerBound } from './scenarios.ts';
 
 const SCENARIOS = {
   ceiling,
   overhead,
   'scanner-bound': scannerBound,
   enumeration,
-  'monitor-latency': notAvailable('monitoring (event intake) is not built yet'),
-  'progress-latency': notAvailable('the GraphQL progress subscription is not built yet'),
+  'monitor-latency': monitorLatency,
+  'progress-latency': progressLatency,
   filesystem,
 } as const;
 type Name = keyof typeof SCENARIOS;
@@ -26,8 +27,9 @@ const DEFAULT_OBJECTS: Record<Name, number> = {
   overhead: 100_000,
   'scanner-bound': 2_000,
   enumeration: 1_000_000,
-  'monitor-latency': 0,
-  'progress-latency': 0,
+  // The full scan the events are posted during (200 events on an idle system come first).
+  'monitor-latency': 100_000,
+  'progress-latency': 20_000,
   filesystem: 20_000,
 };
 

@@ -18,10 +18,10 @@ export interface BenchOptions {
   concurrency: number;
 }
 
-const quiet = log.child({});
+export const quiet = log.child({});
 quiet.level = 'warn';
 
-function benchConfig(o: BenchOptions, extra: Partial<Config> = {}): Config {
+export function benchConfig(o: BenchOptions, extra: Partial<Config> = {}): Config {
   return { ...loadConfig({}), workerConcurrency: o.concurrency, dsxaMaxInFlight: 64, pageSize: 1000, ...extra };
 }
 
@@ -191,9 +191,4 @@ export async function filesystem(server: BenchServer, o: BenchOptions) {
     await emu.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
-}
-
-/** Scenarios that need parts not built yet say so instead of inventing a figure. */
-export function notAvailable(reason: string) {
-  return async () => ({ available: false, reason });
 }
