@@ -23,25 +23,17 @@ begin
                               jsonb_build_object('discovered', r.discovered));
     perform dsx_private.notify_full_scan(r.id, 'completed');
   end loop;
+  -- A canceled or failed scan finishes once the objects it had already queued are finalized.
   for r in
     update dsx.full_scans f
        set finished_at = now(), updated_at = now()
-     where f.id = any(p_ids) and f.status = 'canceled' and f.finished_at is null and f.finalized = f.discovered
-    returning f.id, f.scope_id, f.correlation_id, f.finalized
+     where f.id = any(p_ids) and f.status in ('canceled', 'failed') and f.finished_at is null
+       and f.finalized = f.discovered
+    returning f.id, f.scope_id, f.correlation_id, f.finalized, f.status
   loop
     perform dsx_private.audit('dsx-connect', 'full_scan.drained', r.scope_id, r.id, r.correlation_id,
                               jsonb_build_object('finalized', r.finalized));
-    perform dsx_private.notify_full_scan(r.id, 'canceled');
-  end loop;
-  for r in
-    update dsx.full_scans f
-       set finished_at = now(), updated_at = now()
-     where f.id = any(p_ids) and f.status = 'failed' and f.finished_at is null and f.finalized = f.discovered
-    returning f.id, f.scope_id, f.correlation_id, f.finalized
-  loop
-    perform dsx_private.audit('dsx-connect', 'full_scan.drained', r.scope_id, r.id, r.correlation_id,
-                              jsonb_build_object('finalized', r.finalized));
-    perform dsx_private.notify_full_scan(r.id, 'failed');
+    perform dsx_private.notify_full_scan(r.id, r.status);
   end loop;
 end $$;
 

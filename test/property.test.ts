@@ -17,19 +17,7 @@ import { FilesystemConnector } from '../src/connectors/filesystem.ts';
 import { bytesFromName, isWithin, nameFromBytes, normalizeRelativePath } from '../src/connectors/identity.ts';
 import { ConnectorError } from '../src/connectors/types.ts';
 import { fullScanStart } from '../src/db/sql/full-scans.ts';
-import {
-  envelopeSchema,
-  enumerateScopePageBody,
-  finalizeScanObjectBody,
-  fullScanScopeBody,
-  InvalidPayloadError,
-  monitorEventIngestBody,
-  parseJob,
-  scanObjectBody,
-  sideEffectBody,
-  TASKS,
-  type TaskName,
-} from '../src/jobs/envelope.ts';
+import { envelopeSchema, InvalidPayloadError, JOB_BODIES, parseJob, TASKS, type TaskName } from '../src/jobs/envelope.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { emulator, queuedJobs, Stepper, syntheticScope, waitFor, workers } from './helpers/pipeline.ts';
 
@@ -39,15 +27,7 @@ const RUNS = Number(process.env.DSX_PROPERTY_RUNS ?? 200);
 // Job payloads
 // ---------------------------------------------------------------------------------------------------
 
-const BODY_SCHEMAS: Record<TaskName, z.ZodObject> = {
-  [TASKS.fullScanScope]: fullScanScopeBody,
-  [TASKS.enumerateScopePage]: enumerateScopePageBody,
-  [TASKS.scanObject]: scanObjectBody,
-  [TASKS.finalizeScanObject]: finalizeScanObjectBody,
-  [TASKS.applyRemediation]: sideEffectBody,
-  [TASKS.sendNotification]: sideEffectBody,
-  [TASKS.monitorEventIngest]: monitorEventIngestBody,
-};
+const BODY_SCHEMAS: Record<TaskName, z.ZodObject> = JOB_BODIES;
 const TASK_NAMES = Object.values(TASKS);
 
 const uuid = fc.uuid({ version: 4 });

@@ -101,7 +101,8 @@ export const monitorEventIngestBody = z.object({
   trailing: z.boolean(),
 });
 
-const bodies = {
+/** The body schema of each job type. */
+export const JOB_BODIES = {
   [TASKS.fullScanScope]: fullScanScopeBody,
   [TASKS.enumerateScopePage]: enumerateScopePageBody,
   [TASKS.scanObject]: scanObjectBody,
@@ -111,7 +112,7 @@ const bodies = {
   [TASKS.monitorEventIngest]: monitorEventIngestBody,
 } as const;
 
-type Bodies = typeof bodies;
+type Bodies = typeof JOB_BODIES;
 /** A parsed job of type T: the envelope plus its typed body. */
 export type Job<T extends TaskName> = (T extends 'monitor-event-ingest' ? Envelope : ScopedEnvelope) & {
   job_type: T;
@@ -143,7 +144,7 @@ function jobSchema(task: TaskName): z.ZodType {
     schema = envelopeSchema.extend({
       job_type: z.literal(task),
       ...(task === TASKS.monitorEventIngest ? {} : { scope_id: id }),
-      body: bodies[task],
+      body: JOB_BODIES[task],
     });
     jobSchemas.set(task, schema);
   }
