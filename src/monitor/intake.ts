@@ -15,6 +15,7 @@ import type http from 'node:http';
 import type pg from 'pg';
 import { eventSecretGet, monitorEventsAccept } from '../db/sql/monitor.ts';
 import type { Logger } from '../log.ts';
+import { verifySignature } from '../notify/webhook.ts';
 import { EventFormatError, parseEventBody } from './events.ts';
 
 export interface IntakeOptions {
@@ -65,16 +66,12 @@ function sameSecret(a: string, b: string): boolean {
   return crypto.timingSafeEqual(da, db);
 }
 
-/** The HMAC signature header value of a body: `sha256=<hex>`. */
-export function signEventBody(secret: string, body: string | Buffer): string {
-  return `sha256=${crypto.createHmac('sha256', secret).update(body).digest('hex')}`;
-}
-
 function authenticated(req: http.IncomingMessage, url: URL, body: Buffer, secret: string): boolean {
   const auth = req.headers.authorization;
   if (auth?.startsWith('Bearer ') && sameSecret(auth.slice(7).trim(), secret)) return true;
   const sig = req.headers['x-dsx-signature'];
-  if (typeof sig === 'string' && sameSecret(sig.trim().toLowerCase(), signEventBody(secret, body))) return true;
+  // The same `sha256=<hex HMAC of the body>` scheme as our outgoing webhooks.
+  if (typeof sig === 'string' && verifySignature(secret, body, sig)) return true;
   const token = url.searchParams.get('token');
   return token !== null && sameSecret(token, secret);
 }
