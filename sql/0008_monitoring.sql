@@ -264,17 +264,18 @@ begin
     select * into db from dsx_private.monitor_debounce b
      where b.scope_id = v_scope.id and b.identity_hash = v_hash for update;
     v_has_db := found;
+    -- This event takes the place of an earlier one still waiting for the trailing scan: whether it is
+    -- scanned now (the window is over; that trailing job then finds its event coalesced and does
+    -- nothing) or deferred in turn.
+    if v_has_db and db.deferred_event_id is not null and db.deferred_event_id <> e.id then
+      update dsx.monitor_events m set status = 'coalesced', reason = 'superseded', processed_at = now()
+       where m.id = db.deferred_event_id and m.status = 'deferred';
+      if found then
+        perform dsx_private.bump_monitor_stats(v_scope.id, 0, 0, 1, 0, 0, 0);
+      end if;
+    end if;
 
     if p_trailing or not v_has_db or db.last_scan_at <= now() - v_window then
-      -- Scan now. A newer event that finds the window over while a trailing job is still due takes the
-      -- deferred event's place (that job then finds its event coalesced and does nothing).
-      if v_has_db and db.deferred_event_id is not null and db.deferred_event_id <> e.id then
-        update dsx.monitor_events m set status = 'coalesced', reason = 'superseded', processed_at = now()
-         where m.id = db.deferred_event_id and m.status = 'deferred';
-        if found then
-          perform dsx_private.bump_monitor_stats(v_scope.id, 0, 0, 1, 0, 0, 0);
-        end if;
-      end if;
       v_key := 'ev:' || e.id || ':' || v_hash;
       insert into dsx.scan_results as r (idempotency_key, full_scan_id, scope_id, integration_id, object_identity,
                                          source_type, source_entity_id, correlation_id, root_job_id, requested_by,
@@ -303,14 +304,7 @@ begin
       perform dsx_private.bump_monitor_stats(v_scope.id, case when p_trailing then 0 else 1 end, 1, 0, 0, 0, 0);
       v_scanned := v_scanned + 1;
     else
-      -- Within the window of the last scan: defer to the trailing scan, replacing any deferred event.
-      if db.deferred_event_id is not null and db.deferred_event_id <> e.id then
-        update dsx.monitor_events m set status = 'coalesced', reason = 'superseded', processed_at = now()
-         where m.id = db.deferred_event_id and m.status = 'deferred';
-        if found then
-          perform dsx_private.bump_monitor_stats(v_scope.id, 0, 0, 1, 0, 0, 0);
-        end if;
-      end if;
+      -- Within the window of the last scan: defer to the trailing scan.
       update dsx_private.monitor_debounce b set deferred_event_id = e.id
        where b.scope_id = v_scope.id and b.identity_hash = v_hash;
       update dsx.monitor_events m set status = 'deferred', scope_id = v_scope.id where m.id = e.id;
