@@ -452,7 +452,7 @@ async function copyThenUnlink(src: string, dest: string, st: Stats, id: string):
 }
 
 /** Path of `target` relative to `base` in identity form, `""` for base itself, null when outside. */
-function relativeInside(base: string, target: string): string | null {
+export function relativeInside(base: string, target: string): string | null {
   const rel = path.relative(base, target);
   if (rel === '') return '';
   if (rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) return null;

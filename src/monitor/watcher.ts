@@ -18,6 +18,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import type pg from 'pg';
+import { relativeInside } from '../connectors/filesystem.ts';
 import { monitorEventsAccept, watchTargets, type IncomingEvent, type WatchTarget } from '../db/sql/monitor.ts';
 import type { Logger } from '../log.ts';
 
@@ -41,13 +42,6 @@ export interface WatcherHandle {
   /** Re-reads the monitored scopes now. */
   sync(): Promise<void>;
   stop(): Promise<void>;
-}
-
-/** Identity of an absolute path below the integration root, or null when it is outside it. */
-function identityOf(base: string, abs: string): string | null {
-  const rel = path.relative(base, abs);
-  if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) return null;
-  return rel.split(path.sep).join('/');
 }
 
 export function startWatcher(args: { pool: pg.Pool; log: Logger; syncMs: number }): WatcherHandle {
@@ -108,8 +102,9 @@ export function startWatcher(args: { pool: pg.Pool; log: Logger; syncMs: number 
     });
     const entry: Armed = { key, target, dir, watcher, broken: false };
     const report = (type: IncomingEvent['event_type']) => (abs: string, stats?: fs.Stats) => {
-      const identity = identityOf(target.base, abs);
-      if (identity === null) return;
+      // The same relative path enumeration gives the object (a name like "..x" is inside the root).
+      const identity = relativeInside(target.base, abs);
+      if (!identity) return;
       enqueue(target.integration_id, {
         external_id: null,
         event_type: type,
