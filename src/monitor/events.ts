@@ -40,6 +40,10 @@ export const MAX_EVENTS_PER_REQUEST = 10_000;
 /** Longest object identity accepted, in bytes (UTF-8). */
 export const MAX_IDENTITY_BYTES = 4096;
 
+function checkCount(n: number): void {
+  if (n > MAX_EVENTS_PER_REQUEST) throw new EventFormatError(`too many events (${n}; at most ${MAX_EVENTS_PER_REQUEST} per request)`);
+}
+
 function describe(error: z.ZodError, where: string): string {
   const issue = error.issues[0]!;
   const path = [where, ...issue.path.map(String)].filter(Boolean).join('.');
@@ -196,7 +200,7 @@ function looksLikeGrid(v: unknown): boolean {
 }
 
 function fromEventGrid(list: unknown[]): ParsedBody {
-  if (list.length > MAX_EVENTS_PER_REQUEST) throw new EventFormatError(`too many events (${list.length}; at most ${MAX_EVENTS_PER_REQUEST} per request)`);
+  checkCount(list.length);
   const events: IncomingEvent[] = [];
   let skipped = 0;
   for (const [i, raw] of list.entries()) {
@@ -244,7 +248,7 @@ const genericEvent = z
 
 function fromGeneric(list: unknown[], prefix: string): ParsedBody {
   if (list.length === 0) throw new EventFormatError('no events in the request');
-  if (list.length > MAX_EVENTS_PER_REQUEST) throw new EventFormatError(`too many events (${list.length}; at most ${MAX_EVENTS_PER_REQUEST} per request)`);
+  checkCount(list.length);
   const events = list.map((raw, i) => {
     const where = list.length > 1 || prefix ? `${prefix}${i}` : '';
     const e = parseWith(genericEvent, raw, where);
@@ -278,7 +282,7 @@ export function parseEventBody(body: unknown): ParsedBody {
     const first = body[0];
     if (looksLikeGrid(first)) return fromEventGrid(body);
     if (isObject(first) && first.source === 'aws.s3') {
-      if (body.length > MAX_EVENTS_PER_REQUEST) throw new EventFormatError(`too many events (${body.length}; at most ${MAX_EVENTS_PER_REQUEST} per request)`);
+      checkCount(body.length);
       return { kind: 'events', source: 'eventbridge', ...fromEventBridge(body) };
     }
     if (isObject(first) && 'objectIdentity' in first) return fromGeneric(body, '');
