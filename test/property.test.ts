@@ -232,7 +232,8 @@ async function halfDoneScan(t: Test) {
     await stepper.complete(job);
   }
   const finalizes = await queuedJobs(db.pool, 'finalize-scan-object');
-  payloads.set('finalize-scan-object', finalizes[0]!.payload);
+  // Finalize jobs are batch jobs (an array of envelopes); scans ran one by one, so each holds one.
+  payloads.set('finalize-scan-object', (finalizes[0]!.payload as unknown[])[0]);
   for (const job of finalizes.slice(1)) {
     await stepper.run(job);
     await stepper.complete(job);

@@ -155,7 +155,12 @@ export class Stepper {
     const helpers = {
       job: { id: job.id, attempts: attempt?.attempts ?? 1, max_attempts: attempt?.maxAttempts ?? job.max_attempts },
     } as unknown as JobHelpers;
-    await factory(this.ctx)(job.payload as never, helpers);
+    const out = await factory(this.ctx)(job.payload as never, helpers);
+    // A batch job: like graphile-worker, wait for every envelope; the job failed if any of them did.
+    if (Array.isArray(out)) {
+      const failed = (await Promise.allSettled(out)).filter((r) => r.status === 'rejected');
+      if (failed.length > 0) throw (failed[0] as PromiseRejectedResult).reason;
+    }
   }
 
   async complete(job: QueuedJob): Promise<void> {
