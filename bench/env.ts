@@ -14,8 +14,15 @@ export interface BenchServer {
   adminUrl: string;
   version: string;
   stop(): Promise<void>;
-  /** A fresh migrated database. */
+  /** A fresh migrated database, on a quiet server (see quiesce). */
   database(name: string, poolSize?: number): Promise<{ url: string; pool: pg.Pool }>;
+  /**
+   * Waits until the server does no background work left over from an earlier scenario: a CHECKPOINT
+   * (so dirty buffers are not flushed during the next measurement) and no autovacuum worker running
+   * (a 100,000-object scan leaves large tables to vacuum; measured alongside, it cut the queue
+   * ceiling in half). Gives up waiting after two minutes.
+   */
+  quiesce(): Promise<void>;
 }
 
 export async function startServer(): Promise<BenchServer> {
@@ -33,6 +40,20 @@ export async function startServer(): Promise<BenchServer> {
   await c.connect();
   const version = (await c.query('show server_version')).rows[0].server_version as string;
   await c.end();
+  async function quiesce(): Promise<void> {
+    const c3 = new pg.Client({ connectionString: adminUrl });
+    await c3.connect();
+    try {
+      await c3.query('checkpoint').catch(() => {}); // needs pg_checkpoint on a server of your own
+      for (const until = Date.now() + 120_000; Date.now() < until; ) {
+        const { rows } = await c3.query(`select count(*)::int as n from pg_stat_activity where backend_type = 'autovacuum worker'`);
+        if (rows[0].n === 0) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    } finally {
+      await c3.end();
+    }
+  }
   return {
     adminUrl,
     version,
@@ -49,8 +70,10 @@ export async function startServer(): Promise<BenchServer> {
       const url = databaseUrl(adminUrl!, name);
       const pool = makePool(url, poolSize);
       await migrate(pool);
+      await quiesce();
       return { url, pool };
     },
+    quiesce,
   };
 }
 

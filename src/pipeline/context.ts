@@ -7,6 +7,7 @@ import type { Config } from '../config.ts';
 import { ConnectorRegistry } from '../connectors/registry.ts';
 import { scanResultsFinalize, scanResultsRecordScanned, scanResultsStates, type FinalizeItem, type ScannedItem } from '../db/sql/scan-results.ts';
 import { DsxaClient } from '../dsxa/client.ts';
+import { QueueStatistics } from '../db/queue-stats.ts';
 import type { Logger } from '../log.ts';
 import { Batcher } from './batcher.ts';
 
@@ -22,6 +23,8 @@ export interface PipelineContext {
   scanned: Batcher<ScannedItem, string>;
   /** Finalization of many results in one transaction. */
   finalizer: Batcher<FinalizeItem, string>;
+  /** Keeps the job table's planner statistics fresh while enumeration fills it. */
+  queueStats: QueueStatistics;
 }
 
 export function createPipelineContext(args: { pool: pg.Pool; config: Config; log: Logger; dsxaUrl: string; dsxaToken?: string | null }): PipelineContext {
@@ -40,5 +43,6 @@ export function createPipelineContext(args: { pool: pg.Pool; config: Config; log
     resultStates: new Batcher((keys) => scanResultsStates(pool, keys), { maxSize: 500, maxDelayMs: 1 }),
     scanned: new Batcher((items) => scanResultsRecordScanned(pool, items), { maxSize: 500, maxDelayMs: 2 }),
     finalizer: new Batcher((items) => scanResultsFinalize(pool, items), { maxSize: 500, maxDelayMs: 2 }),
+    queueStats: new QueueStatistics(pool, args.log),
   };
 }
