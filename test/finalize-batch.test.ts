@@ -3,14 +3,14 @@
  * array of per-object envelopes. Each envelope is finalized once however often the job runs, and an
  * envelope that fails is retried alone.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { fullScanStart } from '../src/db/sql/full-scans.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { emulator, getScan, queuedJobs, Stepper, syntheticScope, waitFor, workers } from './helpers/pipeline.ts';
 
 type Envelope = { idempotency_key: string; job_type: string };
 
-async function scannedBatch(t: Parameters<Parameters<typeof t.test>[1]>[0], objects: number) {
+async function scannedBatch(t: Test, objects: number) {
   const db = await createTestDatabase(t);
   const emu = await emulator(t);
   const scope = await syntheticScope(db.pool, { objects });
