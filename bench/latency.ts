@@ -62,8 +62,11 @@ function jobTimings(worker: WorkerHandle) {
   const started = new Map<string, number>();
   const rows: { phase: string; task: string; wait: number; run: number }[] = [];
   const events = worker.runner.events;
+  // A finalize job is a batch job (an array of envelopes): it counts when it carries a monitoring one.
+  const isMonitor = (p: unknown) => (p as { source_type?: string } | null)?.source_type === 'monitor';
   events.on('job:start', ({ job }) => {
-    if (phase && (job.payload as { source_type?: string } | null)?.source_type === 'monitor') started.set(job.id, now());
+    const payload = job.payload as unknown;
+    if (phase && (Array.isArray(payload) ? payload.some(isMonitor) : isMonitor(payload))) started.set(job.id, now());
   });
   events.on('job:complete', ({ job }) => {
     const s = started.get(job.id);

@@ -70,4 +70,36 @@ const dir = path.join(PROJECT_DIR, 'bench', 'results');
 fs.mkdirSync(dir, { recursive: true });
 fs.writeFileSync(path.join(dir, `${new Date().toISOString().replace(/[:.]/g, '-')}.json`), JSON.stringify(report, null, 2));
 if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-else console.log(JSON.stringify(report.scenarios, null, 2));
+else {
+  console.log(JSON.stringify(report.scenarios, null, 2));
+  console.log(`\n${summaryTable(report.scenarios as Record<string, any>)}`);
+}
+
+/** One line per figure: what was measured, the target, and whether it holds. */
+function summaryTable(r: Record<string, any>): string {
+  const n = (x: number | null | undefined, d = 0) => (x === null || x === undefined ? '-' : x.toLocaleString('en-US', { maximumFractionDigits: d }));
+  const yes = (b: boolean | undefined) => (b === undefined ? '' : b ? 'yes' : 'NO');
+  const rows: string[][] = [];
+  if (r.ceiling) rows.push(['1 queue ceiling', `${n(r.ceiling.jobs_per_s)} jobs/s`, '', '']);
+  if (r.overhead) rows.push(['2 pipeline overhead', `${n(r.overhead.pipeline.objects_per_s)} objects/s = ${n(r.overhead.ratio, 3)} of ${n(r.overhead.ceiling.jobs_per_s)} jobs/s`, '>= 0.25', yes(r.overhead.holds)]);
+  const sb = r['scanner-bound'];
+  if (sb) rows.push(['3 scanner-bound', `${n(sb.pipeline.objects_per_s, 1)} vs ${n(sb.direct.objects_per_s, 1)} objects/s = ${n(sb.ratio, 3)}`, '>= 0.95', yes(sb.holds)]);
+  const e = r.enumeration;
+  if (e) {
+    rows.push(['4 enumeration rate', `${n(e.objects_per_s)} objects/s`, '>= 20,000/s', yes(e.holds?.rate)]);
+    rows.push(['4 enumeration RSS', `${n(e.peak_rss_mb_at_100k)} MB at 100k, ${n(e.peak_rss_mb_at_end)} MB at end`, '< 200 MB, within 10%', `${yes(e.holds?.rss_under_200mb)}, ${yes(e.holds?.rss_within_10_percent)}`]);
+  }
+  const m = r['monitor-latency'];
+  if (m) {
+    const i = m.idle.accepted_to_finalized_ms;
+    const u = m.under_load.accepted_to_finalized_ms;
+    rows.push(['5 monitoring idle', `p50 ${n(i.p50, 1)} ms, p99 ${n(i.p99, 1)} ms`, 'p50 <= 30, p99 <= 100', yes(m.holds.idle_p50 && m.holds.idle_p99)]);
+    rows.push(['5 monitoring under load', `p50 ${n(u.p50, 1)} ms, p99 ${n(u.p99, 1)} ms (scan ${n(m.under_load.full_scan.objects_per_s)}/s)`, 'p99 <= 500', yes(m.holds.under_load_p99)]);
+  }
+  const p = r['progress-latency'];
+  if (p) rows.push(['6 progress latency', `p50 ${n(p.latency_ms.p50, 1)} ms, p99 ${n(p.latency_ms.p99, 1)} ms`, 'p99 <= 250', yes(p.holds)]);
+  if (r.filesystem) rows.push(['7 filesystem', `${n(r.filesystem.objects_per_s)} objects/s`, '', '']);
+  const all = [['scenario', 'figure', 'target', 'holds'], ...rows];
+  const w = [0, 1, 2, 3].map((c) => Math.max(...all.map((row) => row[c]!.length)));
+  return all.map((row) => row.map((cell, c) => cell.padEnd(w[c]!)).join('  ').trimEnd()).join('\n');
+}

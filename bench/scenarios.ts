@@ -97,7 +97,8 @@ export async function overhead(server: BenchServer, o: BenchOptions) {
     const pipeline = await fullScan(server, o, 'bench_overhead', emu);
     const after = await ceiling(server, { ...o, objects: jobs });
     const queue = before.jobs_per_s >= after.jobs_per_s ? before : after;
-    return { pipeline, ceiling: queue, ceiling_runs_jobs_per_s: [before.jobs_per_s, after.jobs_per_s], ratio: pipeline.objects_per_s / queue.jobs_per_s };
+    const ratio = pipeline.objects_per_s / queue.jobs_per_s;
+    return { pipeline, ceiling: queue, ceiling_runs_jobs_per_s: [before.jobs_per_s, after.jobs_per_s], ratio, target_ratio: 0.25, holds: ratio >= 0.25 };
   } finally {
     await emu.stop();
   }
@@ -123,7 +124,8 @@ export async function scannerBound(server: BenchServer, o: BenchOptions) {
     direct.objects_per_s = o.objects / direct.seconds;
     client.close();
     const pipeline = await fullScan(server, o, 'bench_scanner_bound', emu, { dsxaMaxInFlight: 8 });
-    return { pipeline, direct, ratio: pipeline.objects_per_s / direct.objects_per_s };
+    const ratio = pipeline.objects_per_s / direct.objects_per_s;
+    return { pipeline, direct, ratio, target_ratio: 0.95, holds: ratio >= 0.95 };
   } finally {
     await emu.stop();
   }
@@ -172,7 +174,21 @@ export async function enumeration(server: BenchServer, o: BenchOptions) {
             (select count(*)::int from graphile_worker._private_jobs) as queued_jobs`,
   );
   await pool.end();
-  return { objects: o.objects, seconds, objects_per_s: o.objects / seconds, ...rows[0], peak_rss_mb_at_100k: atCheckpoint, peak_rss_mb_at_end: atEnd };
+  const rate = o.objects / seconds;
+  return {
+    objects: o.objects,
+    seconds,
+    objects_per_s: rate,
+    ...rows[0],
+    peak_rss_mb_at_100k: atCheckpoint,
+    peak_rss_mb_at_end: atEnd,
+    targets: { objects_per_s: 20_000, peak_rss_mb: 200, rss_growth: 0.1 },
+    holds: {
+      rate: rate >= 20_000,
+      rss_under_200mb: atEnd !== null && atEnd < 200,
+      rss_within_10_percent: atEnd !== null && atCheckpoint !== null && atEnd <= atCheckpoint * 1.1,
+    },
+  };
 }
 
 /** Scenario 7: scenario 2 on a real directory tree of small files. */
