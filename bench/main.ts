@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --scenario NAME] [--objects N] [--concurrency N] [--json]`: runs the scenarios on
+ * `npm run bench [-- --scenario NAME] [--objects N] [--concurrency N] [--page-size N] [--json]`: runs the scenarios on
  * this machine with a throwaway embedded PostgreSQL, prints a table (or one JSON report with --json)
  * and writes the report to bench/results/.
  */
@@ -38,6 +38,7 @@ const { values } = parseArgs({
     scenario: { type: 'string', multiple: true },
     objects: { type: 'string' },
     concurrency: { type: 'string' },
+    'page-size': { type: 'string' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -50,10 +51,17 @@ for (const n of names) {
 }
 // Default: the product's own worker concurrency (DSX_WORKER_CONCURRENCY), so the ceiling is ours.
 const concurrency = values.concurrency ? Number(values.concurrency) : loadConfig().workerConcurrency;
+const pageSize = values['page-size'] ? Number(values['page-size']) : 1000;
+for (const [flag, v] of [['--concurrency', concurrency], ['--page-size', pageSize], ['--objects', values.objects ? Number(values.objects) : 1]] as const) {
+  if (!Number.isInteger(v) || v < 1) {
+    console.error(`${flag} must be a positive integer`);
+    process.exit(2);
+  }
+}
 const server = await startServer();
 const report: Record<string, unknown> = {
   machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, memory_gb: Math.round(os.totalmem() / 2 ** 30), node: process.version, postgres: server.version },
-  settings: { concurrency },
+  settings: { concurrency, page_size: pageSize },
   started_at: new Date().toISOString(),
   scenarios: {},
 };
@@ -61,7 +69,7 @@ try {
   for (const name of names) {
     const objects = values.objects ? Number(values.objects) : DEFAULT_OBJECTS[name];
     if (!values.json) process.stderr.write(`running ${name} (${objects} objects)...\n`);
-    (report.scenarios as Record<string, unknown>)[name] = await SCENARIOS[name](server, { objects, concurrency });
+    (report.scenarios as Record<string, unknown>)[name] = await SCENARIOS[name](server, { objects, concurrency, pageSize });
   }
 } finally {
   await server.stop();

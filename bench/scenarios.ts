@@ -17,13 +17,15 @@ import { startEmulatorProcess, type BenchServer } from './env.ts';
 export interface BenchOptions {
   objects: number;
   concurrency: number;
+  /** Enumeration page size (DSX_PAGE_SIZE of the workers); 1,000 unless --page-size says otherwise. */
+  pageSize?: number;
 }
 
 export const quiet = log.child({});
 quiet.level = 'warn';
 
 export function benchConfig(o: BenchOptions, extra: Partial<Config> = {}): Config {
-  return { ...loadConfig({}), workerConcurrency: o.concurrency, dsxaMaxInFlight: 64, pageSize: 1000, ...extra };
+  return { ...loadConfig({}), workerConcurrency: o.concurrency, dsxaMaxInFlight: 64, pageSize: o.pageSize ?? 1000, ...extra };
 }
 
 /** Trivial jobs through the same worker configuration the product uses: the queue's own ceiling. */
@@ -150,7 +152,7 @@ export async function enumeration(server: BenchServer, o: BenchOptions) {
   const integ = await integrationCreate(pool, { name: 'synthetic', kind: 'synthetic', settings: { objects: o.objects } });
   const scope = await scopeCreate(pool, { integrationId: integ.id, name: 'synthetic', root: '', include: [], exclude: [], policy: {}, monitor: false });
   const proc = spawn(process.execPath, [path.join(PROJECT_DIR, 'src/cli/main.ts'), 'worker', '--roles', 'enumerate'], {
-    env: { ...process.env, DATABASE_URL: url, DSX_PAGE_SIZE: '1000', DSX_LOG_LEVEL: 'warn' },
+    env: { ...process.env, DATABASE_URL: url, DSX_PAGE_SIZE: String(o.pageSize ?? 1000), DSX_LOG_LEVEL: 'warn' },
     stdio: 'ignore',
   });
   const checkpoint = Math.min(100_000, o.objects);
