@@ -50,14 +50,15 @@ for (const n of names) {
   }
 }
 // Default: the product's own worker concurrency (DSX_WORKER_CONCURRENCY), so the ceiling is ours.
-const concurrency = values.concurrency ? Number(values.concurrency) : loadConfig().workerConcurrency;
-const pageSize = values['page-size'] ? Number(values['page-size']) : 1000;
-for (const [flag, v] of [['--concurrency', concurrency], ['--page-size', pageSize], ['--objects', values.objects ? Number(values.objects) : 1]] as const) {
-  if (!Number.isInteger(v) || v < 1) {
-    console.error(`${flag} must be a positive integer`);
+for (const flag of ['objects', 'concurrency', 'page-size'] as const) {
+  const raw = values[flag];
+  if (raw !== undefined && !(Number.isInteger(Number(raw)) && Number(raw) >= 1)) {
+    console.error(`--${flag} must be a positive integer (got ${JSON.stringify(raw)})`);
     process.exit(2);
   }
 }
+const concurrency = values.concurrency ? Number(values.concurrency) : loadConfig().workerConcurrency;
+const pageSize = values['page-size'] ? Number(values['page-size']) : 1000;
 const server = await startServer();
 const report: Record<string, unknown> = {
   machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, memory_gb: Math.round(os.totalmem() / 2 ** 30), node: process.version, postgres: server.version },
