@@ -33,15 +33,24 @@ const DEFAULT_OBJECTS: Record<Name, number> = {
   filesystem: 20_000,
 };
 
-const { values } = parseArgs({
-  options: {
-    scenario: { type: 'string', multiple: true },
-    objects: { type: 'string' },
-    concurrency: { type: 'string' },
-    'page-size': { type: 'string' },
-    json: { type: 'boolean', default: false },
-  },
-});
+function parseOptions() {
+  try {
+    return parseArgs({
+      options: {
+        scenario: { type: 'string', multiple: true },
+        objects: { type: 'string' },
+        concurrency: { type: 'string' },
+        'page-size': { type: 'string' },
+        json: { type: 'boolean', default: false },
+      },
+    });
+  } catch (err) {
+    // An unknown option or a missing value: say which, as a usage error.
+    console.error(`${(err as Error).message.split('\n')[0]} (usage: npm run bench -- [--scenario NAME] [--objects N] [--concurrency N] [--page-size N] [--json])`);
+    process.exit(2);
+  }
+}
+const { values } = parseOptions();
 const names = (values.scenario ?? Object.keys(SCENARIOS)) as Name[];
 for (const n of names) {
   if (!(n in SCENARIOS)) {
