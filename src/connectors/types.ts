@@ -2,11 +2,15 @@
  * Connector contract: a thin, stateless adapter between the core and one storage platform.
  *
  * Glossary
- * - identity: the stable name of an object relative to its integration root (POSIX-style path, `/`
- *   separated, no leading slash, never `.` or `..` segments).
+ * - identity: the stable name of an object relative to its integration (filesystem: a POSIX-style path
+ *   relative to the root, `/` separated, no leading slash, never `.` or `..` segments; S3: the key,
+ *   verbatim; Azure Blob: the blob name, verbatim).
  * - scope root: a directory/prefix inside the integration, also relative (`""` = the whole integration).
  * - cursor: an opaque string returned by `listPage`; passing it back resumes right after the last object
  *   of the previous page. `null` starts at the beginning.
+ * - version: which version of an object an action is about. Where the store keeps versions (S3 with
+ *   versioning), `versionId` names one exactly; `etag` names the content. An action given a version acts
+ *   on that version only, so a newer upload is never deleted or quarantined by mistake.
  */
 import type { Readable } from 'node:stream';
 
@@ -17,6 +21,14 @@ export interface ObjectInfo {
   etag?: string | null;
   /** ISO-8601 modification time, where the platform has one. */
   mtime?: string | null;
+  /** The store's version id, where it keeps versions (S3 `VersionId`). */
+  versionId?: string | null;
+}
+
+/** Which version of an object an action is about (see the glossary). Both optional. */
+export interface ObjectVersion {
+  etag?: string | null;
+  versionId?: string | null;
 }
 
 /** One page of an enumeration, in a stable order. `nextCursor` is null when the scope is exhausted. */
@@ -25,8 +37,22 @@ export interface Page {
   nextCursor: string | null;
 }
 
-/** Why a connector could not do what was asked. */
-export type ConnectorErrorKind = 'not_found' | 'permission' | 'escape' | 'transient' | 'invalid' | 'unavailable';
+/**
+ * Why a connector could not do what was asked.
+ * - `throttled`: the store asked us to slow down (S3 SlowDown/503, Azure ServerBusy/503, 429); retry later
+ *   without counting it against the object.
+ * - `configuration`: bad credentials, a missing bucket/container, an unreachable endpoint: nothing will
+ *   work until an operator fixes the integration (a full scan fails at once with the message).
+ */
+export type ConnectorErrorKind =
+  | 'not_found'
+  | 'permission'
+  | 'escape'
+  | 'transient'
+  | 'throttled'
+  | 'invalid'
+  | 'unavailable'
+  | 'configuration';
 
 /** An error with a classification the pipeline can act on (retry or finalize). */
 export class ConnectorError extends Error {
@@ -37,7 +63,7 @@ export class ConnectorError extends Error {
     super(message, options);
     this.name = 'ConnectorError';
     this.kind = kind;
-    this.retryable = kind === 'transient';
+    this.retryable = kind === 'transient' || kind === 'throttled';
   }
 }
 
@@ -47,24 +73,49 @@ export interface ActionResult {
   detail?: string;
 }
 
-/** An open object: a byte stream and, where known, its size. */
+/** An open object: a byte stream and what is known of the version being read. */
 export interface OpenedObject {
   stream: Readable;
   size: number | null;
+  etag?: string | null;
+  versionId?: string | null;
+  mtime?: string | null;
+}
+
+/** One line of `dsx-connect integration test`: a capability the integration's scopes need. */
+export interface ProbeResult {
+  capability: 'list' | 'read' | 'tag' | 'quarantine' | 'delete';
+  ok: boolean;
+  detail: string;
 }
 
 export interface Connector {
   readonly kind: string;
   /** One page of objects under `scopeRoot`, after `cursor`, at most `pageSize` objects. */
   listPage(scopeRoot: string, cursor: string | null, pageSize: number): Promise<Page>;
-  /** Opens the object for reading. Throws ConnectorError('not_found' | 'permission' | 'escape' | ...). */
-  open(identity: string): Promise<OpenedObject>;
+  /**
+   * Opens the object for reading (the given version where the store keeps versions, else the current
+   * one). Throws ConnectorError('not_found' | 'permission' | 'escape' | ...).
+   */
+  open(identity: string, version?: ObjectVersion): Promise<OpenedObject>;
   /** Current metadata, or null when the object does not exist. */
   stat(identity: string): Promise<ObjectInfo | null>;
-  /** Deletes the object; `already_done` when it is already gone. */
-  remove(identity: string): Promise<ActionResult>;
-  /** Moves the object into the integration's quarantine area; `already_done` when it is already there. */
-  quarantine(identity: string): Promise<ActionResult>;
-  /** Tags the object; `not_supported` where the platform has no tags. */
-  tag(identity: string, tags: Record<string, string>): Promise<ActionResult>;
+  /** Deletes the object (that version, when given); `already_done` when it is already gone. */
+  remove(identity: string, version?: ObjectVersion): Promise<ActionResult>;
+  /**
+   * Moves the object into the integration's quarantine area: copy, verify the copy, then delete the
+   * source. Never overwrites an earlier quarantined object. `already_done` when it is already there.
+   */
+  quarantine(identity: string, version?: ObjectVersion): Promise<ActionResult>;
+  /** Merges `tags` into the object's own tags (never replacing others); `not_supported` without tags. */
+  tag(identity: string, tags: Record<string, string>, version?: ObjectVersion): Promise<ActionResult>;
+  /**
+   * True for identities the connector keeps for itself (its quarantine prefix in the same bucket, its
+   * probe objects): never enumerated, and storage events about them are ignored.
+   */
+  isInternal?(identity: string): boolean;
+  /** Tries each capability under `scopeRoot` without changing any object but its own probe. */
+  probe?(scopeRoot: string): Promise<ProbeResult[]>;
+  /** Releases sockets and timers (called when the registry replaces or drops the connector). */
+  close?(): Promise<void>;
 }
