@@ -31,6 +31,15 @@ export interface ObjectVersion {
   versionId?: string | null;
 }
 
+/** How a quarantine move is asked for: the version to move, and the decision it carries out. */
+export interface QuarantineOptions extends ObjectVersion {
+  /**
+   * A stable id of this decision (derived from the side-effect ledger row): a retry after a crash
+   * between the move and the ledger commit finds its own earlier copy instead of making a second one.
+   */
+  key?: string;
+}
+
 /** One page of an enumeration, in a stable order. `nextCursor` is null when the scope is exhausted. */
 export interface Page {
   objects: ObjectInfo[];
@@ -104,9 +113,10 @@ export interface Connector {
   remove(identity: string, version?: ObjectVersion): Promise<ActionResult>;
   /**
    * Moves the object into the integration's quarantine area: copy, verify the copy, then delete the
-   * source. Never overwrites an earlier quarantined object. `already_done` when it is already there.
+   * source. Never overwrites an earlier quarantined object: a name already taken gets a unique suffix,
+   * and the detail says where the object went. `already_done` when this decision's copy is already there.
    */
-  quarantine(identity: string, version?: ObjectVersion): Promise<ActionResult>;
+  quarantine(identity: string, opts?: QuarantineOptions): Promise<ActionResult>;
   /** Merges `tags` into the object's own tags (never replacing others); `not_supported` without tags. */
   tag(identity: string, tags: Record<string, string>, version?: ObjectVersion): Promise<ActionResult>;
   /**
