@@ -40,10 +40,25 @@ export interface QuarantineOptions extends ObjectVersion {
   key?: string;
 }
 
+/**
+ * An entry enumeration met and did not return as an object, with why: nothing is skipped silently.
+ * - `symlink`, `special_file` (FIFO, socket, device): not regular files, never followed or read.
+ * - `unreadable_directory`: a directory that could not be listed (its contents are unknown).
+ * - `directory_marker`: an object-store key ending in `/` that only marks a folder.
+ * - `internal`: the connector's own objects (quarantine, probes) inside the listed area.
+ */
+export interface SkippedEntry {
+  identity: string;
+  reason: 'symlink' | 'special_file' | 'unreadable_directory' | 'directory_marker' | 'internal';
+  detail?: string;
+}
+
 /** One page of an enumeration, in a stable order. `nextCursor` is null when the scope is exhausted. */
 export interface Page {
   objects: ObjectInfo[];
   nextCursor: string | null;
+  /** Entries met on this page and not returned as objects (each page reports only its own). */
+  skipped?: SkippedEntry[];
 }
 
 /**
@@ -76,9 +91,13 @@ export class ConnectorError extends Error {
   }
 }
 
-/** Result of an item action. `already_done` makes actions idempotent under redelivery. */
+/**
+ * Result of an item action. `already_done` makes actions idempotent under redelivery; `skipped` means
+ * the action was deliberately not done (the object changed since it was scanned: a newer version is
+ * never deleted or moved by mistake), with the reason in `detail`. Failures are thrown, never returned.
+ */
 export interface ActionResult {
-  status: 'done' | 'already_done' | 'not_supported';
+  status: 'done' | 'already_done' | 'not_supported' | 'skipped';
   detail?: string;
 }
 
