@@ -10,6 +10,7 @@ import { createClient } from 'graphql-ws';
 import { PROJECT_DIR } from '../../src/config.ts';
 import { makePool } from '../../src/db/connect.ts';
 import { startApiServer } from '../../src/server/http.ts';
+import type { GraphQLSchema } from 'postgraphile/graphql';
 import { signJwt, type ApiRole } from '../../src/server/auth.ts';
 
 export const JWT_SECRET = 'test-secret-that-is-long-enough-for-hs256!';
@@ -74,4 +75,20 @@ export async function apiServer(t: Test, dbUrl: string, opts: { mode?: 'open' | 
   }
 
   return { url: server.url, query, subscribe };
+}
+
+/** The API's GraphQL schema over a test database, as the server builds it (for the snapshot test). */
+export async function graphqlSchemaOf(t: Test, dbUrl: string): Promise<GraphQLSchema> {
+  const { postgraphile } = await import('postgraphile');
+  const { PgSubscriber } = await import('postgraphile/adaptors/pg');
+  const { makePreset } = await import('../../graphql/preset.ts');
+  const pool = makePool(dbUrl, 2);
+  const subscriber = new PgSubscriber(pool);
+  const pgl = postgraphile(makePreset({ pool, subscriber, auth: { mode: 'token', jwtSecret: JWT_SECRET, pool } }));
+  t.teardown(async () => {
+    subscriber.release();
+    await pgl.release();
+    await pool.end();
+  });
+  return pgl.getSchema();
 }
