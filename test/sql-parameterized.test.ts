@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { PROJECT_DIR } from '../src/config.ts';
+import { functionFiles, migrationFiles } from '../src/db/migrate.ts';
 
 /** Interpolations that are not constants but are safe, each with why. Keyed `file: expression`. */
 const ALLOWED: Record<string, string> = {
@@ -177,10 +178,8 @@ t.test('every SQL statement in src/, tasks/ and graphql/ is parameterized', asyn
 });
 
 t.test('dynamic SQL in sql/ (plpgsql execute) quotes every value with format %I or %L', async (t) => {
-  const dir = path.join(PROJECT_DIR, 'sql');
   let statements = 0;
-  for (const name of fs.readdirSync(dir).filter((n) => n.endsWith('.sql'))) {
-    const text = fs.readFileSync(path.join(dir, name), 'utf8');
+  for (const { name, sql: text } of [...migrationFiles(), ...functionFiles()]) {
     // `execute function` (triggers) and `grant/revoke execute` are not dynamic SQL.
     for (const m of text.matchAll(/\bexecute\s+(?!function\b|on\b)([^;]*);/gi)) {
       if (/^(grant|revoke)\s/i.test(text.slice(text.lastIndexOf('\n', m.index!) + 1, m.index!).trim())) continue;

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config.ts';
 import { openDatabase } from '../db/connect.ts';
-import { migrate } from '../db/migrate.ts';
+import { migrateDetailed } from '../db/migrate.ts';
 import { startEmulator } from '../dsxa/emulator.ts';
 import { log } from '../log.ts';
 import { ALL_ROLES, parseRoles, startWorker, workerPoolSize } from '../worker/run.ts';
@@ -26,14 +26,18 @@ function nonNegative(name: string, v: string): number {
 export function registerRuntimeCommands(program: Command): void {
   program
     .command('migrate')
-    .description('apply pending database migrations (also done at every start)')
+    .description('apply pending database migrations and changed function files (also done at every start)')
     .action(
       action(async () => {
         const config = loadConfig();
         const db = await openDatabase(config, { migrate: false, poolSize: 2 });
         try {
-          const applied = await migrate(db.pool);
-          process.stdout.write(applied.length ? `applied ${applied.join(', ')}\n` : 'database is up to date\n');
+          const r = await migrateDetailed(db.pool);
+          const lines = [
+            ...(r.migrations.length ? [`applied ${r.migrations.join(', ')}`] : []),
+            ...(r.functions ? ['applied the function files (sql/functions)'] : []),
+          ];
+          process.stdout.write(`${lines.length ? lines.join('\n') : 'database is up to date'}\n`);
         } finally {
           await db.close();
         }

@@ -1,13 +1,6 @@
 -- Full scans, scan results (one per scan job), objects (latest state per scope + identity) and the
--- side-effect ledger.
-
--- Stable hash of an object identity, used where identities can be longer than a btree entry may be
--- (paths of 4,000 bytes exist). convert_to() depends only on the database encoding, which never changes
--- for a database, so this is immutable in practice.
-create function dsx_private.identity_hash(p_identity text) returns text
-language sql immutable parallel safe as $$
-  select encode(sha256(convert_to(p_identity, 'UTF8')), 'hex')
-$$;
+-- side-effect ledger. Their state transitions are in sql/functions (30_full_scans.sql,
+-- 40_scan_results.sql, 50_side_effects.sql).
 
 create table dsx.full_scans (
   id bigint generated always as identity primary key,
@@ -45,11 +38,15 @@ create table dsx.full_scans (
                     + fetch_failed_count + timeout_count + policy_blocked_count + canceled_count),
   constraint full_scans_cancel_consistent check ((cancel_mode is null) = (cancel_requested_at is null))
 );
+
 comment on table dsx.full_scans is 'One enumeration of one scope. Counters count finalized objects; completed exactly when enumeration is exhausted and finalized = discovered.';
+
 comment on column dsx.full_scans.finished_at is 'When the last object was finalized. A canceled scan in drain mode keeps null here until its in-flight objects are finalized.';
+
 -- One active full scan per scope, enforced by the database.
 create unique index full_scans_one_active_per_scope on dsx.full_scans (scope_id)
   where status in ('queued', 'running');
+
 create index full_scans_scope_idx on dsx.full_scans (scope_id, id desc);
 
 create table dsx.scan_results (
@@ -88,12 +85,16 @@ create table dsx.scan_results (
   constraint scan_results_finalized_consistent
     check ((state = 'finalized') = (outcome is not null and finalized_at is not null))
 );
+
 comment on table dsx.scan_results is 'One row per scan job: created pending when the job is enqueued, finalized once with the normalized outcome and the raw DSXA response.';
+
 -- Indexes only on columns that never change after insert, so that marking a row 'scanned' is a HOT
 -- update (no index writes; fillfactor leaves room on the page) and finalizing writes no index entry for
 -- columns it changes. Per-object index maintenance is what bounds the pipeline on a small machine.
 alter table dsx.scan_results set (fillfactor = 70);
+
 create index scan_results_full_scan_idx on dsx.scan_results (full_scan_id);
+
 create index scan_results_scope_idx on dsx.scan_results (scope_id, id);
 
 create table dsx.objects (
@@ -112,6 +113,7 @@ create table dsx.objects (
   updated_at timestamptz not null default now(),
   constraint objects_scope_identity_key unique (scope_id, identity_hash)
 );
+
 comment on table dsx.objects is 'Latest known state per scope + object identity: reflects the latest finalized scan from any source.';
 
 create table dsx.side_effects (
@@ -130,6 +132,9 @@ create table dsx.side_effects (
   created_at timestamptz not null default now(),
   executed_at timestamptz
 );
+
 comment on table dsx.side_effects is 'Ledger of policy decisions (remediations, notifications), each executed at most once.';
+
 create index side_effects_scan_result_idx on dsx.side_effects (scan_result_id);
+
 create index side_effects_pending_idx on dsx.side_effects (created_at) where status = 'pending';

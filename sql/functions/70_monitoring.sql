@@ -1,108 +1,17 @@
--- Monitoring: storage events (HTTP intake, the filesystem watcher) become durable dsx.monitor_events
--- rows and a MonitorEventIngestJob in one transaction; the ingest job resolves each event's scope,
--- applies its filters, debounces bursts, and enqueues the same ScanObjectJob -> finalize path a full
--- scan uses (source_type 'monitor', source_entity_id = the event id, ahead of full-scan work).
+-- Repeatable: the one current definition of each function below, with its attributes, grants and
+-- smart tags. Applied by `dsx-connect migrate` whenever a file in sql/functions changes (rules in
+-- sql/README.md).
+--
+-- Monitoring: the event intake, ingestion (scope, filters, debounce), the event secrets, and the
+-- monitoring switch of a scope.
 
--- Per-integration shared secret of the event intake (POST /events/:integrationId). Stored readable
--- because HMAC verification needs the key itself; lives in dsx_private like every other secret.
-create table dsx_private.integration_event_secrets (
-  integration_id bigint primary key references dsx.integrations on delete cascade,
-  secret text not null check (length(secret) >= 16),
-  created_at timestamptz not null default now()
-);
-
-create table dsx.monitor_events (
-  id bigint generated always as identity primary key,
-  integration_id bigint not null references dsx.integrations on delete cascade,
-  -- How it arrived: an S3 notification (plain, in an SNS envelope, or from EventBridge), an Azure
-  -- Event Grid event, the documented generic form, or the filesystem watcher.
-  source text not null check (source in ('s3', 'sns', 'eventbridge', 'eventgrid', 'generic', 'watch')),
-  -- The sender's id for the event (S3 sequencer, Event Grid id, generic eventId): a redelivered
-  -- notification is recognized and not ingested twice.
-  external_id text,
-  event_type text not null check (event_type in ('created', 'modified', 'deleted')),
-  -- Bucket or container named by the event, checked against the integration's settings.
-  container text,
-  object_identity text not null,
-  etag text,
-  size bigint,
-  occurred_at timestamptz,
-  correlation_id uuid not null default gen_random_uuid(),
-  received_at timestamptz not null default now(),
-  -- received: waiting for its ingest job; deferred: folded into a trailing scan that has not run yet;
-  -- scanned: a ScanObjectJob was enqueued for it; coalesced: a later event of the same object took its
-  -- place; ignored: not scanned, see reason.
-  status text not null default 'received'
-    check (status in ('received', 'deferred', 'scanned', 'coalesced', 'ignored')),
-  reason text check (reason in ('no_scope', 'other_container', 'scope_disabled', 'monitoring_off', 'excluded',
-                                'deleted', 'superseded')),
-  scope_id bigint references dsx.scopes on delete set null,
-  scan_result_id bigint references dsx.scan_results on delete set null,
-  processed_at timestamptz,
-  constraint monitor_events_reason_consistent check ((reason is null) = (status in ('received', 'deferred', 'scanned')))
-);
-comment on table dsx.monitor_events is E'@behavior -insert -update -delete\nOne storage event as received (HTTP intake or filesystem watcher), with what monitoring did with it.';
-create unique index monitor_events_external_key
-  on dsx.monitor_events (integration_id, dsx_private.identity_hash(external_id)) where external_id is not null;
-create index monitor_events_scope_idx on dsx.monitor_events (scope_id, id);
-create index monitor_events_integration_idx on dsx.monitor_events (integration_id, id);
-
--- Counters per scope, updated by the ingest transactions. Invariant once nothing is in flight:
--- events_received = events_scanned + events_coalesced + the ignored_* counters.
-create table dsx.monitor_stats (
-  scope_id bigint primary key references dsx.scopes on delete cascade,
-  events_received bigint not null default 0,
-  events_scanned bigint not null default 0,
-  events_coalesced bigint not null default 0,
-  ignored_deleted bigint not null default 0,
-  ignored_excluded bigint not null default 0,
-  ignored_disabled bigint not null default 0,
-  last_event_at timestamptz,
-  updated_at timestamptz not null default now()
-);
-comment on table dsx.monitor_stats is E'@behavior -insert -update -delete\nMonitoring counters per scope: events received, scanned, coalesced by debouncing, and ignored by reason.';
-comment on column dsx.monitor_stats.ignored_disabled is 'Events for a scope that is disabled or has monitoring off.';
-
--- Counters per integration: events accepted by the intake, and events no scope owns.
-create table dsx.integration_event_stats (
-  integration_id bigint primary key references dsx.integrations on delete cascade,
-  events_received bigint not null default 0,
-  events_duplicate bigint not null default 0,
-  events_unscoped bigint not null default 0,
-  last_event_at timestamptz,
-  updated_at timestamptz not null default now()
-);
-comment on table dsx.integration_event_stats is E'@behavior -insert -update -delete\nEvent intake counters per integration: accepted, redelivered duplicates, and events outside every scope.';
-
--- Debounce state per monitored object: when its last monitoring scan was enqueued, and the event
--- waiting for the trailing scan, if any.
-create table dsx_private.monitor_debounce (
-  scope_id bigint not null references dsx.scopes on delete cascade,
-  identity_hash text not null,
-  last_scan_at timestamptz not null,
-  deferred_event_id bigint,
-  primary key (scope_id, identity_hash)
-);
-
-create or replace function dsx_private.job_priority(p_task text, p_source_type text default 'full_scan')
-returns integer language sql immutable as $$
-  select case
-    when p_task = 'finalize-scan-object' then -20
-    when p_task in ('apply-remediation', 'send-notification') then -15
-    when p_task = 'monitor-event-ingest' then -10
-    when p_task = 'scan-object' and p_source_type = 'monitor' then -10
-    when p_task = 'scan-object' and p_source_type = 'manual' then -5
-    else 0
-  end
-$$;
-
-create function dsx_private.event_secret(p_integration_id bigint) returns text
+create or replace function dsx_private.event_secret(p_integration_id bigint) returns text
 language sql stable as $$
   select s.secret from dsx_private.integration_event_secrets s where s.integration_id = p_integration_id
 $$;
 
 -- Creates the integration's event secret when it has none (or replaces it when p_rotate) and returns it.
-create function dsx_private.ensure_event_secret(p_integration_id bigint, p_rotate boolean, p_new_secret text)
+create or replace function dsx_private.ensure_event_secret(p_integration_id bigint, p_rotate boolean, p_new_secret text)
 returns text language plpgsql as $$
 declare
   v_secret text;
@@ -128,7 +37,7 @@ end $$;
 -- in one transaction, so that an event the HTTP response calls accepted is durable. Events whose
 -- external_id was seen before (a redelivered notification) are counted and skipped.
 -- p_events: [{"external_id", "event_type", "container", "object_identity", "etag", "size", "occurred_at"}]
-create function dsx.accept_monitor_events(p_integration_id bigint, p_source text, p_events jsonb)
+create or replace function dsx.accept_monitor_events(p_integration_id bigint, p_source text, p_events jsonb)
 returns jsonb language plpgsql as $$
 declare
   v_ids bigint[];
@@ -177,8 +86,10 @@ begin
   return jsonb_build_object('accepted', cardinality(v_ids), 'duplicates', v_total - cardinality(v_ids),
                             'event_ids', to_jsonb(v_ids));
 end $$;
+comment on function dsx.accept_monitor_events(bigint, text, jsonb) is E'@behavior -*\nEvent intake (POST /events/:integrationId); not part of the GraphQL API.';
+revoke execute on function dsx.accept_monitor_events(bigint, text, jsonb) from public;
 
-create function dsx_private.bump_monitor_stats(
+create or replace function dsx_private.bump_monitor_stats(
   p_scope_id bigint, p_received integer, p_scanned integer, p_coalesced integer,
   p_deleted integer, p_excluded integer, p_disabled integer
 ) returns void language sql as $$
@@ -207,7 +118,7 @@ $$;
 -- when the window ends, so the last version is always scanned. A deferred event replaced by a newer
 -- one ends 'coalesced'.
 -- p_decisions: [{"event_id", "scope_id", "action": "scan" | "ignore", "reason"}]
-create function dsx_private.ingest_monitor_events(
+create or replace function dsx_private.ingest_monitor_events(
   p_decisions jsonb, p_trailing boolean, p_job_id uuid, p_debounce_ms integer, p_scan_max_attempts integer
 ) returns jsonb language plpgsql as $$
 declare
@@ -328,16 +239,17 @@ end $$;
 
 -- What the ingest task needs to decide: the events of a job (with their integration's scopes read
 -- separately), only those still waiting.
-create function dsx_private.monitor_events_pending(p_ids bigint[], p_trailing boolean)
+create or replace function dsx_private.monitor_events_pending(p_ids bigint[], p_trailing boolean)
 returns setof dsx.monitor_events language sql stable as $$
   select * from dsx.monitor_events m
    where m.id = any(p_ids) and m.status = (case when p_trailing then 'deferred' else 'received' end)
    order by m.id
 $$;
 
--- Turns monitoring on or off for a scope (CLI, psql, GraphQL).
-create function dsx.set_scope_monitor(p_scope_id bigint, p_monitor boolean) returns dsx.scopes
-language plpgsql as $$
+-- Turns monitoring on or off for a scope (CLI, psql, GraphQL). Like the other operator functions it
+-- reaches into dsx_private (errors, audit), so it runs with its owner's rights.
+create or replace function dsx.set_scope_monitor(p_scope_id bigint, p_monitor boolean) returns dsx.scopes
+language plpgsql security definer as $$
 declare
   v_scope dsx.scopes;
 begin
@@ -353,29 +265,5 @@ begin
   return v_scope;
 end $$;
 comment on function dsx.set_scope_monitor(bigint, boolean) is E'@resultFieldName scope\nTurns monitoring on or off for a scope.';
-
--- psql: events, counters and what happened to them, per scope.
-create view dsx.monitor_overview as
-  select s.id as scope_id, s.name as scope_name, s.monitor, s.enabled,
-         coalesce(m.events_received, 0) as events_received,
-         coalesce(m.events_scanned, 0) as events_scanned,
-         coalesce(m.events_coalesced, 0) as events_coalesced,
-         coalesce(m.ignored_deleted, 0) as ignored_deleted,
-         coalesce(m.ignored_excluded, 0) as ignored_excluded,
-         coalesce(m.ignored_disabled, 0) as ignored_disabled,
-         m.last_event_at
-    from dsx.scopes s left join dsx.monitor_stats m on m.scope_id = s.id;
-comment on view dsx.monitor_overview is
-  E'@primaryKey scope_id\n@foreignKey (scope_id) references dsx.scopes (id)|@fieldName scope|@foreignFieldName monitorOverview\n@behavior -insert -update -delete\nMonitoring per scope: on/off and its event counters.';
-
--- Access for the GraphQL roles (0007): viewers read, operators also switch monitoring.
-grant select on dsx.monitor_events, dsx.monitor_stats, dsx.integration_event_stats, dsx.monitor_overview to dsx_viewer;
 revoke execute on function dsx.set_scope_monitor(bigint, boolean) from public;
-revoke execute on function dsx.accept_monitor_events(bigint, text, jsonb) from public;
 grant execute on function dsx.set_scope_monitor(bigint, boolean) to dsx_operator;
--- Like the other operator functions (0007): it reaches into dsx_private (errors, audit), which the API
--- roles cannot touch directly, so it runs with its owner's rights.
-alter function dsx.set_scope_monitor(bigint, boolean) security definer;
-comment on function dsx.accept_monitor_events(bigint, text, jsonb) is E'@behavior -*\nEvent intake (POST /events/:integrationId); not part of the GraphQL API.';
-comment on column dsx.monitor_events.status is E'@behavior +attribute:filterBy';
-comment on column dsx.monitor_events.scope_id is E'@behavior +attribute:filterBy';

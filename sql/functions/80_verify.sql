@@ -1,53 +1,13 @@
--- Crash recovery and the invariant checker.
+-- Repeatable: the one current definition of each function below, with its attributes, grants and
+-- smart tags. Applied by `dsx-connect migrate` whenever a file in sql/functions changes (rules in
+-- sql/README.md).
 --
--- graphile-worker releases the jobs of a crashed worker only after 4 hours. Every worker process
--- records a heartbeat here; the survivors unlock the jobs of workers silent for longer than a
--- threshold (force_unlock_workers). A live worker's jobs are never unlocked, however long they run,
--- because its heartbeat stays fresh.
+-- The invariant checker: what must hold for a full scan, each check with what it found. A read-only
+-- query for viewers too; it reads graphile-worker's tables, so it runs with its owner's rights.
 
-create table dsx_private.worker_heartbeats (
-  -- The graphile-worker pool id that appears in graphile_worker._private_jobs.locked_by.
-  worker_id text primary key,
-  hostname text not null,
-  pid integer not null,
-  roles text[] not null,
-  started_at timestamptz not null default now(),
-  last_seen_at timestamptz not null default now()
-);
-
-create function dsx_private.worker_heartbeat(p_worker_id text, p_hostname text, p_pid integer, p_roles text[])
-returns void language sql as $$
-  insert into dsx_private.worker_heartbeats (worker_id, hostname, pid, roles)
-  values (p_worker_id, p_hostname, p_pid, p_roles)
-  on conflict (worker_id) do update set last_seen_at = now();
-$$;
-
--- Unlocks the jobs of workers whose heartbeat is older than p_dead_after, and of lockers that never
--- had a heartbeat and hold jobs locked for longer than that. Returns the worker ids unlocked.
-create function dsx_private.rescue_dead_workers(p_dead_after interval) returns text[] language plpgsql as $$
-declare
-  v_dead text[];
-begin
-  with dead as (
-    delete from dsx_private.worker_heartbeats h where h.last_seen_at < now() - p_dead_after returning h.worker_id
-  ), orphans as (
-    select distinct j.locked_by as worker_id
-      from graphile_worker._private_jobs j
-     where j.locked_by is not null and j.locked_at < now() - p_dead_after
-       and not exists (select 1 from dsx_private.worker_heartbeats h where h.worker_id = j.locked_by)
-  )
-  select coalesce(array_agg(distinct worker_id), '{}') into v_dead
-    from (select worker_id from dead union all select worker_id from orphans) w;
-  if cardinality(v_dead) > 0 then
-    perform graphile_worker.force_unlock_workers(v_dead);
-    perform dsx_private.audit('dsx-connect', 'workers.rescued', null, null, null, jsonb_build_object('worker_ids', v_dead));
-  end if;
-  return v_dead;
-end $$;
-
--- The invariant checker: what must hold for a full scan, each check with what it found.
-create function dsx.verify_full_scan(p_full_scan_id bigint)
-returns table (check_name text, ok boolean, detail text) language plpgsql stable as $$
+-- Every check but the queue's, which dsx.verify_full_scan makes itself (it looks into batch jobs).
+create or replace function dsx_private.verify_full_scan_checks(p_full_scan_id bigint)
+returns table (check_name text, ok boolean, detail text) language plpgsql stable security definer as $$
 declare
   f dsx.full_scans;
   c record;
@@ -124,3 +84,27 @@ begin
     return next;
   end if;
 end $$;
+revoke execute on function dsx_private.verify_full_scan_checks(bigint) from public;
+grant execute on function dsx_private.verify_full_scan_checks(bigint) to dsx_viewer;
+
+-- The checks, with "no scan job left queued or locked" looking at every envelope of every queued job
+-- (finalize jobs are batch jobs).
+create or replace function dsx.verify_full_scan(p_full_scan_id bigint)
+returns table (check_name text, ok boolean, detail text) language sql stable security definer
+set search_path = pg_catalog, pg_temp as $$
+  select c.check_name, c.ok, c.detail from (
+    select v.check_name, v.ok, v.detail, v.n
+      from dsx_private.verify_full_scan_checks(p_full_scan_id) with ordinality as v(check_name, ok, detail, n)
+     where v.check_name <> 'no scan job left queued or locked'
+    union all
+    select 'no scan job left queued or locked', count(*) = 0, format('%s jobs', count(*)), 1000
+      from graphile_worker._private_jobs j
+     cross join lateral json_array_elements(case when json_typeof(j.payload) = 'array' then j.payload
+                                                 else json_build_array(j.payload) end) e
+     where e->>'source_type' = 'full_scan' and e->>'source_entity_id' = p_full_scan_id::text
+       and e->>'job_type' in ('full-scan-scope', 'enumerate-scope-page', 'scan-object', 'finalize-scan-object')
+    having exists (select 1 from dsx.full_scans f where f.id = p_full_scan_id and f.finished_at is not null)
+  ) c order by c.n
+$$;
+revoke execute on function dsx.verify_full_scan(bigint) from public;
+grant execute on function dsx.verify_full_scan(bigint) to dsx_viewer;

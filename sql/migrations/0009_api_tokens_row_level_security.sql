@@ -9,35 +9,24 @@
 --
 -- The table moves from dsx_private to dsx so that PostGraphile can reflect it; PostgreSQL 14 has no
 -- security_invoker views, and a plain view would read the table with its owner's rights, past RLS.
-
 alter table dsx_private.api_tokens set schema dsx;
+
 comment on table dsx.api_tokens is
   E'@behavior -insert -update -delete\nAPI tokens (dsx-connect token create). Operators see all of them; a viewer only the one it calls with. The token itself is never stored, its hash never shown.';
+
 comment on column dsx.api_tokens.token_sha256 is E'@behavior -*\nSHA-256 of the token: readable by no API role.';
+
 comment on constraint api_tokens_token_sha256_key on dsx.api_tokens is E'@behavior -*';
 
 grant select (id, name, role, created_at, expires_at, revoked_at) on dsx.api_tokens to dsx_viewer;
+
 grant update (revoked_at) on dsx.api_tokens to dsx_operator;
 
 alter table dsx.api_tokens enable row level security;
+
 create policy api_tokens_operator_read on dsx.api_tokens for select to dsx_operator using (true);
+
 create policy api_tokens_read_own on dsx.api_tokens for select to dsx_viewer
   using ('token:' || name = current_setting('dsx.subject', true));
-create policy api_tokens_operator_revoke on dsx.api_tokens for update to dsx_operator using (true) with check (true);
 
--- Runs with the caller's rights (not security definer), so the grants and policies above decide.
-create function dsx.revoke_api_token(p_name text) returns dsx.api_tokens language plpgsql volatile as $$
-declare
-  v dsx.api_tokens;
-begin
-  update dsx.api_tokens t set revoked_at = coalesce(t.revoked_at, now()) where t.name = p_name
-  returning t.id, t.name, t.role, null::text, t.created_at, t.expires_at, t.revoked_at into v;
-  if not found then
-    raise exception using errcode = 'P0002', message = format('unknown API token %L', p_name),
-                          hint = 'list them with: dsx-connect token list';
-  end if;
-  return v;
-end $$;
-comment on function dsx.revoke_api_token(text) is E'@resultFieldName apiToken\nRevokes an API token by name (operators only); revoking it again changes nothing.';
-revoke execute on function dsx.revoke_api_token(text) from public;
-grant execute on function dsx.revoke_api_token(text) to dsx_operator;
+create policy api_tokens_operator_revoke on dsx.api_tokens for update to dsx_operator using (true) with check (true);

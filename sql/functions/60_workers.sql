@@ -1,0 +1,38 @@
+-- Repeatable: the one current definition of each function below, with its attributes, grants and
+-- smart tags. Applied by `dsx-connect migrate` whenever a file in sql/functions changes (rules in
+-- sql/README.md).
+--
+-- Worker liveness. graphile-worker releases the jobs of a crashed worker only after 4 hours. Every
+-- worker process records a heartbeat; the survivors unlock the jobs of workers silent for longer than a
+-- threshold (force_unlock_workers). A live worker's jobs are never unlocked, however long they run,
+-- because its heartbeat stays fresh.
+
+create or replace function dsx_private.worker_heartbeat(p_worker_id text, p_hostname text, p_pid integer, p_roles text[])
+returns void language sql as $$
+  insert into dsx_private.worker_heartbeats (worker_id, hostname, pid, roles)
+  values (p_worker_id, p_hostname, p_pid, p_roles)
+  on conflict (worker_id) do update set last_seen_at = now();
+$$;
+
+-- Unlocks the jobs of workers whose heartbeat is older than p_dead_after, and of lockers that never
+-- had a heartbeat and hold jobs locked for longer than that. Returns the worker ids unlocked.
+create or replace function dsx_private.rescue_dead_workers(p_dead_after interval) returns text[] language plpgsql as $$
+declare
+  v_dead text[];
+begin
+  with dead as (
+    delete from dsx_private.worker_heartbeats h where h.last_seen_at < now() - p_dead_after returning h.worker_id
+  ), orphans as (
+    select distinct j.locked_by as worker_id
+      from graphile_worker._private_jobs j
+     where j.locked_by is not null and j.locked_at < now() - p_dead_after
+       and not exists (select 1 from dsx_private.worker_heartbeats h where h.worker_id = j.locked_by)
+  )
+  select coalesce(array_agg(distinct worker_id), '{}') into v_dead
+    from (select worker_id from dead union all select worker_id from orphans) w;
+  if cardinality(v_dead) > 0 then
+    perform graphile_worker.force_unlock_workers(v_dead);
+    perform dsx_private.audit('dsx-connect', 'workers.rescued', null, null, null, jsonb_build_object('worker_ids', v_dead));
+  end if;
+  return v_dead;
+end $$;

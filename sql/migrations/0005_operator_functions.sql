@@ -1,0 +1,3 @@
+-- The operator entry points, the side-effect ledger's transitions and the view dsx.full_scan_progress: functions only. Since functions moved to sql/functions, this migration has nothing
+-- left to do; it stays so that the numbering (and the databases that applied it) keep their history.
+select 1;

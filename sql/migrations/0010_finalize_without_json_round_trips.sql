@@ -1,0 +1,3 @@
+-- A revision of finalization (dsx.scan_results[] instead of jsonb): functions only. Since functions moved to sql/functions, this migration has nothing
+-- left to do; it stays so that the numbering (and the databases that applied it) keep their history.
+select 1;
