@@ -460,6 +460,7 @@ view dsx.monitor_overview as
 CREATE OR REPLACE FUNCTION dsx.accept_monitor_events(p_integration_id bigint, p_source text, p_events jsonb)
  RETURNS jsonb
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   v_ids bigint[];
@@ -516,6 +517,7 @@ CREATE OR REPLACE FUNCTION dsx.cancel_full_scan(p_full_scan_id bigint, p_mode te
  RETURNS dsx.full_scans
  LANGUAGE plpgsql
  SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   v_scan dsx.full_scans;
@@ -564,6 +566,7 @@ CREATE OR REPLACE FUNCTION dsx.create_integration(p_name text, p_kind text, p_se
  RETURNS dsx.integrations
  LANGUAGE plpgsql
  SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   v dsx.integrations;
@@ -585,6 +588,7 @@ CREATE OR REPLACE FUNCTION dsx.create_notification_channel(p_name text, p_url te
  RETURNS dsx.notification_channels
  LANGUAGE plpgsql
  SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   v dsx.notification_channels;
@@ -606,6 +610,7 @@ CREATE OR REPLACE FUNCTION dsx.create_scope(p_integration_id bigint, p_name text
  RETURNS dsx.scopes
  LANGUAGE plpgsql
  SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   v dsx.scopes;
@@ -628,6 +633,7 @@ end $function$
 CREATE OR REPLACE FUNCTION dsx.revoke_api_token(p_name text)
  RETURNS dsx.api_tokens
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   v dsx.api_tokens;
@@ -648,6 +654,7 @@ CREATE OR REPLACE FUNCTION dsx.set_integration_credentials(p_integration_id bigi
  RETURNS boolean
  LANGUAGE plpgsql
  SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 begin
   if p_credentials is null then
@@ -671,6 +678,7 @@ CREATE OR REPLACE FUNCTION dsx.set_scope_monitor(p_scope_id bigint, p_monitor bo
  RETURNS dsx.scopes
  LANGUAGE plpgsql
  SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   v_scope dsx.scopes;
@@ -694,6 +702,7 @@ CREATE OR REPLACE FUNCTION dsx.set_scope_policy(p_scope_id bigint, p_policy json
  RETURNS dsx.scopes
  LANGUAGE plpgsql
  SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   v dsx.scopes;
@@ -716,6 +725,7 @@ CREATE OR REPLACE FUNCTION dsx.start_full_scan(p_scope_id bigint, p_requested_by
  RETURNS dsx.start_full_scan_result
  LANGUAGE plpgsql
  SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   v_scope dsx.scopes;
@@ -780,6 +790,7 @@ $function$
 CREATE OR REPLACE FUNCTION dsx_private.audit(p_actor text, p_action text, p_scope_id bigint, p_full_scan_id bigint, p_correlation_id uuid, p_detail jsonb)
  RETURNS void
  LANGUAGE sql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   insert into dsx.audit_log (actor, action, scope_id, full_scan_id, correlation_id, detail)
   values (p_actor, p_action, p_scope_id, p_full_scan_id, p_correlation_id, coalesce(p_detail, '{}'));
@@ -790,6 +801,7 @@ $function$
 CREATE OR REPLACE FUNCTION dsx_private.begin_full_scan(p_full_scan_id bigint)
  RETURNS text
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   v_scan dsx.full_scans;
@@ -823,6 +835,7 @@ end $function$
 CREATE OR REPLACE FUNCTION dsx_private.bump_monitor_stats(p_scope_id bigint, p_received integer, p_scanned integer, p_coalesced integer, p_deleted integer, p_excluded integer, p_disabled integer)
  RETURNS void
  LANGUAGE sql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   insert into dsx.monitor_stats as s (scope_id, events_received, events_scanned, events_coalesced,
                                       ignored_deleted, ignored_excluded, ignored_disabled, last_event_at)
@@ -845,6 +858,7 @@ CREATE OR REPLACE FUNCTION dsx_private.check_credentials(p_credentials jsonb)
  RETURNS void
  LANGUAGE plpgsql
  IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 begin
   if p_credentials is not null and jsonb_typeof(p_credentials) <> 'object' then
@@ -857,6 +871,7 @@ end $function$
 CREATE OR REPLACE FUNCTION dsx_private.complete_if_done(p_ids bigint[])
  RETURNS void
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   r record;
@@ -890,6 +905,7 @@ end $function$
 CREATE OR REPLACE FUNCTION dsx_private.decide_side_effects(p_done dsx.scan_results[])
  RETURNS void
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   v_specs graphile_worker.job_spec[];
@@ -950,6 +966,7 @@ CREATE OR REPLACE FUNCTION dsx_private.default_policy()
  RETURNS jsonb
  LANGUAGE sql
  IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select '{"malicious": {"remediation": "none", "notify": true}}'::jsonb
 $function$
@@ -959,6 +976,7 @@ $function$
 CREATE OR REPLACE FUNCTION dsx_private.ensure_event_secret(p_integration_id bigint, p_rotate boolean, p_new_secret text)
  RETURNS text
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   v_secret text;
@@ -986,6 +1004,7 @@ CREATE OR REPLACE FUNCTION dsx_private.event_secret(p_integration_id bigint)
  RETURNS text
  LANGUAGE sql
  STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select s.secret from dsx_private.integration_event_secrets s where s.integration_id = p_integration_id
 $function$
@@ -995,6 +1014,7 @@ $function$
 CREATE OR REPLACE FUNCTION dsx_private.fail_full_scan(p_full_scan_id bigint, p_error text)
  RETURNS void
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   v_scan dsx.full_scans;
@@ -1016,6 +1036,7 @@ end $function$
 CREATE OR REPLACE FUNCTION dsx_private.finalize_results(p_items jsonb)
  RETURNS TABLE(idempotency_key text, status text)
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 #variable_conflict use_column
 declare
@@ -1125,6 +1146,7 @@ end $function$
 CREATE OR REPLACE FUNCTION dsx_private.finish_side_effect(p_id bigint, p_status text, p_detail text)
  RETURNS boolean
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   v dsx.side_effects;
@@ -1150,6 +1172,7 @@ CREATE OR REPLACE FUNCTION dsx_private.identity_hash(p_identity text)
  RETURNS text
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select encode(sha256(convert_to(p_identity, 'UTF8')), 'hex')
 $function$
@@ -1159,6 +1182,7 @@ $function$
 CREATE OR REPLACE FUNCTION dsx_private.ingest_monitor_events(p_decisions jsonb, p_trailing boolean, p_job_id uuid, p_debounce_ms integer, p_scan_max_attempts integer)
  RETURNS jsonb
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   d record;
@@ -1282,6 +1306,7 @@ CREATE OR REPLACE FUNCTION dsx_private.job_envelope(p_job_type text, p_job_id uu
  RETURNS json
  LANGUAGE sql
  STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select json_build_object(
     'schema_version', 1,
@@ -1307,6 +1332,7 @@ CREATE OR REPLACE FUNCTION dsx_private.job_priority(p_task text, p_source_type t
  RETURNS integer
  LANGUAGE sql
  IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select case
     when p_task = 'finalize-scan-object' then -20
@@ -1324,6 +1350,7 @@ CREATE OR REPLACE FUNCTION dsx_private.monitor_events_pending(p_ids bigint[], p_
  RETURNS SETOF dsx.monitor_events
  LANGUAGE sql
  STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select * from dsx.monitor_events m
    where m.id = any(p_ids) and m.status = (case when p_trailing then 'deferred' else 'received' end)
@@ -1336,6 +1363,7 @@ CREATE OR REPLACE FUNCTION dsx_private.normalize_root(p_root text)
  RETURNS text
  LANGUAGE plpgsql
  IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   v_parts text[];
@@ -1360,6 +1388,7 @@ end $function$
 CREATE OR REPLACE FUNCTION dsx_private.notify_full_scan(p_id bigint, p_status text)
  RETURNS void
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 begin
   perform pg_notify('dsx_full_scan', json_build_object('id', p_id, 'status', p_status)::text);
@@ -1374,6 +1403,7 @@ CREATE OR REPLACE FUNCTION dsx_private.policy_error(p jsonb)
  RETURNS text
  LANGUAGE plpgsql
  IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   k text;
@@ -1414,6 +1444,7 @@ end $function$
 CREATE OR REPLACE FUNCTION dsx_private.raise(p_code text, p_message text, p_hint text DEFAULT NULL::text)
  RETURNS void
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 begin
   raise exception using errcode = p_code, message = p_message, hint = coalesce(p_hint, '');
@@ -1424,6 +1455,7 @@ end $function$
 CREATE OR REPLACE FUNCTION dsx_private.record_page(p_full_scan_id bigint, p_page_no integer, p_objects jsonb, p_next_cursor text, p_parent_job_id uuid, p_scan_max_attempts integer)
  RETURNS jsonb
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   v_scan dsx.full_scans;
@@ -1516,6 +1548,7 @@ end $function$
 CREATE OR REPLACE FUNCTION dsx_private.record_scans(p_items jsonb)
  RETURNS TABLE(idempotency_key text, status text)
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 #variable_conflict use_column
 declare
@@ -1561,6 +1594,7 @@ end $function$
 CREATE OR REPLACE FUNCTION dsx_private.rescue_dead_workers(p_dead_after interval)
  RETURNS text[]
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   v_dead text[];
@@ -1588,6 +1622,7 @@ CREATE OR REPLACE FUNCTION dsx_private.scan_result_states(p_keys text[])
  RETURNS TABLE(idempotency_key text, state text)
  LANGUAGE sql
  STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select r.idempotency_key, r.state from dsx.scan_results r where r.idempotency_key = any(p_keys)
 $function$
@@ -1597,6 +1632,7 @@ $function$
 CREATE OR REPLACE FUNCTION dsx_private.tg_audit_log_append_only()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 begin
   raise exception using errcode = '42501', message = 'dsx.audit_log is append-only: rows cannot be updated or deleted';
@@ -1607,6 +1643,7 @@ end $function$
 CREATE OR REPLACE FUNCTION dsx_private.tg_full_scans_progress_notify()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 begin
   if old.progress_notified_at is null or clock_timestamp() - old.progress_notified_at >= interval '200 milliseconds' then
@@ -1624,6 +1661,7 @@ CREATE OR REPLACE FUNCTION dsx_private.tg_integrations_validate()
  RETURNS trigger
  LANGUAGE plpgsql
  SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 begin
   if new.kind = 'filesystem' then
@@ -1647,6 +1685,7 @@ end $function$
 CREATE OR REPLACE FUNCTION dsx_private.tg_scan_results_notify()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   r record;
@@ -1670,6 +1709,7 @@ CREATE OR REPLACE FUNCTION dsx_private.tg_scopes_no_overlap()
  RETURNS trigger
  LANGUAGE plpgsql
  SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   clash record;
@@ -1708,6 +1748,7 @@ CREATE OR REPLACE FUNCTION dsx_private.verify_full_scan_checks(p_full_scan_id bi
  RETURNS TABLE(check_name text, ok boolean, detail text)
  LANGUAGE plpgsql
  STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 declare
   f dsx.full_scans;
@@ -1791,6 +1832,7 @@ end $function$
 CREATE OR REPLACE FUNCTION dsx_private.worker_heartbeat(p_worker_id text, p_hostname text, p_pid integer, p_roles text[])
  RETURNS void
  LANGUAGE sql
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   insert into dsx_private.worker_heartbeats (worker_id, hostname, pid, roles)
   values (p_worker_id, p_hostname, p_pid, p_roles)

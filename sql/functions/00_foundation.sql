@@ -13,7 +13,7 @@ create schema if not exists dsx_private;
 -- (paths of 4,000 bytes exist). convert_to() depends only on the database encoding, which never changes
 -- for a database, so this is immutable in practice. Used by the index monitor_events_external_key.
 create or replace function dsx_private.identity_hash(p_identity text) returns text
-language sql immutable parallel safe as $$
+language sql immutable parallel safe set search_path = pg_catalog, pg_temp as $$
   select encode(sha256(convert_to(p_identity, 'UTF8')), 'hex')
 $$;
 
@@ -21,7 +21,7 @@ $$;
 -- constraint scopes_policy_valid.
 -- Shape: {"<outcome>": {"remediation": "none|tag|move|delete", "notify": true|false|["channel", ...]}}
 create or replace function dsx_private.policy_error(p jsonb) returns text
-language plpgsql immutable as $$
+language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
 declare
   k text;
   v jsonb;

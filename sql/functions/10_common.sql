@@ -6,7 +6,7 @@
 -- full-scan notifications, scope roots, the default policy, the credentials check.
 
 create or replace function dsx_private.raise(p_code text, p_message text, p_hint text default null)
-returns void language plpgsql as $$
+returns void language plpgsql set search_path = pg_catalog, pg_temp as $$
 begin
   raise exception using errcode = p_code, message = p_message, hint = coalesce(p_hint, '');
 end $$;
@@ -14,7 +14,7 @@ end $$;
 -- Canonical form of a root inside an integration: '/'-separated, no leading/trailing '/', no '.' or
 -- empty segments; '' is the integration root. '..' can never be normalized away: it is refused.
 create or replace function dsx_private.normalize_root(p_root text) returns text
-language plpgsql immutable as $$
+language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
 declare
   v_parts text[];
 begin
@@ -33,14 +33,14 @@ begin
   return array_to_string(v_parts, '/');
 end $$;
 
-create or replace function dsx_private.default_policy() returns jsonb language sql immutable as $$
+create or replace function dsx_private.default_policy() returns jsonb language sql immutable set search_path = pg_catalog, pg_temp as $$
   select '{"malicious": {"remediation": "none", "notify": true}}'::jsonb
 $$;
 
 -- Credentials that are not a JSON object would break the table's check constraint, whose error detail
 -- ("Failing row contains ...") carries the credentials into the server log: they are refused first,
 -- with a message that shows nothing of them.
-create or replace function dsx_private.check_credentials(p_credentials jsonb) returns void language plpgsql immutable as $$
+create or replace function dsx_private.check_credentials(p_credentials jsonb) returns void language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
 begin
   if p_credentials is not null and jsonb_typeof(p_credentials) <> 'object' then
     perform dsx_private.raise('22023', format('credentials must be a JSON object (got a JSON %s)', jsonb_typeof(p_credentials)));
@@ -53,7 +53,7 @@ end $$;
 --   monitor scan-object -10, manual scan-object -5, full-scan scan-object / enumerate-scope-page /
 --   full-scan-scope 0.
 create or replace function dsx_private.job_priority(p_task text, p_source_type text default 'full_scan')
-returns integer language sql immutable as $$
+returns integer language sql immutable set search_path = pg_catalog, pg_temp as $$
   select case
     when p_task = 'finalize-scan-object' then -20
     when p_task in ('apply-remediation', 'send-notification') then -15
@@ -69,7 +69,7 @@ create or replace function dsx_private.job_envelope(
   p_job_type text, p_job_id uuid, p_correlation_id uuid, p_root_job_id uuid, p_parent_job_id uuid,
   p_idempotency_key text, p_source_type text, p_source_entity_id text, p_integration_id bigint,
   p_scope_id bigint, p_object_identity text, p_requested_by text, p_body jsonb
-) returns json language sql stable as $$
+) returns json language sql stable set search_path = pg_catalog, pg_temp as $$
   select json_build_object(
     'schema_version', 1,
     'job_type', p_job_type,
@@ -90,7 +90,7 @@ $$;
 
 create or replace function dsx_private.audit(
   p_actor text, p_action text, p_scope_id bigint, p_full_scan_id bigint, p_correlation_id uuid, p_detail jsonb
-) returns void language sql as $$
+) returns void language sql set search_path = pg_catalog, pg_temp as $$
   insert into dsx.audit_log (actor, action, scope_id, full_scan_id, correlation_id, detail)
   values (p_actor, p_action, p_scope_id, p_full_scan_id, p_correlation_id, coalesce(p_detail, '{}'));
 $$;
@@ -98,7 +98,7 @@ $$;
 -- Status changes are announced on channel 'dsx_full_scan' (payload: {"id": ..., "status": ...}) and, for
 -- the fullScanProgress subscription, on 'dsx_full_scan:<id>' with {"id", "status", "kind": "status",
 -- "finished"} (progress NOTIFYs: tg_full_scans_progress_notify in 30_full_scans.sql).
-create or replace function dsx_private.notify_full_scan(p_id bigint, p_status text) returns void language plpgsql as $$
+create or replace function dsx_private.notify_full_scan(p_id bigint, p_status text) returns void language plpgsql set search_path = pg_catalog, pg_temp as $$
 begin
   perform pg_notify('dsx_full_scan', json_build_object('id', p_id, 'status', p_status)::text);
   perform pg_notify('dsx_full_scan:' || p_id,

@@ -8,7 +8,7 @@
 -- their owner's rights (security definer).
 
 -- Validates an integration's settings per kind (never secrets: those live in dsx_private).
-create or replace function dsx_private.tg_integrations_validate() returns trigger language plpgsql security definer as $$
+create or replace function dsx_private.tg_integrations_validate() returns trigger language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
   if new.kind = 'filesystem' then
     if coalesce(new.settings->>'root', '') !~ '^/' then
@@ -31,7 +31,7 @@ create or replace trigger integrations_validate before insert or update on dsx.i
 -- The no-overlap rule. An advisory lock per integration serializes concurrent inserts/updates, so
 -- two transactions can never both pass the check (each statement in this trigger takes a fresh
 -- snapshot under READ COMMITTED, after the lock is granted, and so sees the other's commit).
-create or replace function dsx_private.tg_scopes_no_overlap() returns trigger language plpgsql security definer as $$
+create or replace function dsx_private.tg_scopes_no_overlap() returns trigger language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   clash record;
 begin
@@ -65,7 +65,7 @@ end $$;
 create or replace trigger scopes_no_overlap before insert or update on dsx.scopes
   for each row execute function dsx_private.tg_scopes_no_overlap();
 
-create or replace function dsx_private.tg_audit_log_append_only() returns trigger language plpgsql as $$
+create or replace function dsx_private.tg_audit_log_append_only() returns trigger language plpgsql set search_path = pg_catalog, pg_temp as $$
 begin
   raise exception using errcode = '42501', message = 'dsx.audit_log is append-only: rows cannot be updated or deleted';
 end $$;
@@ -76,7 +76,7 @@ create or replace trigger audit_log_no_truncate before truncate on dsx.audit_log
 
 -- Creates an integration; credentials (optional) are stored write-only in dsx_private.
 create or replace function dsx.create_integration(p_name text, p_kind text, p_settings jsonb default '{}', p_credentials jsonb default null)
-returns dsx.integrations language plpgsql security definer as $$
+returns dsx.integrations language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v dsx.integrations;
 begin
@@ -95,7 +95,7 @@ grant execute on function dsx.create_integration(text, text, jsonb, jsonb) to ds
 
 -- Credentials can be written (and replaced), never read back through the dsx schema.
 create or replace function dsx.set_integration_credentials(p_integration_id bigint, p_credentials jsonb)
-returns boolean language plpgsql security definer as $$
+returns boolean language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
   if p_credentials is null then
     perform dsx_private.raise('22023', 'credentials must be a JSON object (got null)');
@@ -117,7 +117,7 @@ grant execute on function dsx.set_integration_credentials(bigint, jsonb) to dsx_
 create or replace function dsx.create_scope(
   p_integration_id bigint, p_name text, p_root text, p_include_globs text[] default '{}',
   p_exclude_globs text[] default '{}', p_policy jsonb default '{}', p_monitor boolean default false
-) returns dsx.scopes language plpgsql security definer as $$
+) returns dsx.scopes language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v dsx.scopes;
 begin
@@ -136,7 +136,7 @@ comment on function dsx.create_scope(bigint, text, text, text[], text[], jsonb, 
 revoke execute on function dsx.create_scope(bigint, text, text, text[], text[], jsonb, boolean) from public;
 grant execute on function dsx.create_scope(bigint, text, text, text[], text[], jsonb, boolean) to dsx_operator;
 
-create or replace function dsx.set_scope_policy(p_scope_id bigint, p_policy jsonb) returns dsx.scopes language plpgsql security definer as $$
+create or replace function dsx.set_scope_policy(p_scope_id bigint, p_policy jsonb) returns dsx.scopes language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v dsx.scopes;
 begin
@@ -155,7 +155,7 @@ revoke execute on function dsx.set_scope_policy(bigint, jsonb) from public;
 grant execute on function dsx.set_scope_policy(bigint, jsonb) to dsx_operator;
 
 create or replace function dsx.create_notification_channel(p_name text, p_url text, p_secret text)
-returns dsx.notification_channels language plpgsql security definer as $$
+returns dsx.notification_channels language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v dsx.notification_channels;
 begin

@@ -11,7 +11,7 @@
 -- a running scan completes exactly when enumeration is exhausted and finalized = discovered; a
 -- canceled or failed scan is finished once the objects it had already queued are finalized (a failed
 -- scan is not "finished" while its queued objects are still being scanned).
-create or replace function dsx_private.complete_if_done(p_ids bigint[]) returns void language plpgsql as $$
+create or replace function dsx_private.complete_if_done(p_ids bigint[]) returns void language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
   r record;
 begin
@@ -41,7 +41,7 @@ end $$;
 
 -- Starts a full scan of a scope, or returns the active one (and enqueues nothing).
 create or replace function dsx.start_full_scan(p_scope_id bigint, p_requested_by text default null)
-returns dsx.start_full_scan_result language plpgsql security definer as $$
+returns dsx.start_full_scan_result language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_scope dsx.scopes;
   v_scan dsx.full_scans;
@@ -85,7 +85,7 @@ grant execute on function dsx.start_full_scan(bigint, text) to dsx_operator;
 -- it runs, finds it finalized and does nothing). Either way no further enumeration page is recorded.
 -- Canceling a scan that already ended changes nothing and returns it as it is.
 create or replace function dsx.cancel_full_scan(p_full_scan_id bigint, p_mode text default 'drain', p_requested_by text default null)
-returns dsx.full_scans language plpgsql security definer as $$
+returns dsx.full_scans language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_scan dsx.full_scans;
   v_canceled bigint := 0;
@@ -130,7 +130,7 @@ revoke execute on function dsx.cancel_full_scan(bigint, text, text) from public;
 grant execute on function dsx.cancel_full_scan(bigint, text, text) to dsx_operator;
 
 -- FullScanScopeJob: queued -> running, and the first page job. Safe to run twice.
-create or replace function dsx_private.begin_full_scan(p_full_scan_id bigint) returns text language plpgsql as $$
+create or replace function dsx_private.begin_full_scan(p_full_scan_id bigint) returns text language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
   v_scan dsx.full_scans;
   v_scope dsx.scopes;
@@ -170,7 +170,7 @@ end $$;
 create or replace function dsx_private.record_page(
   p_full_scan_id bigint, p_page_no integer, p_objects jsonb, p_next_cursor text, p_parent_job_id uuid,
   p_scan_max_attempts integer
-) returns jsonb language plpgsql as $$
+) returns jsonb language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
   v_scan dsx.full_scans;
   v_scope dsx.scopes;
@@ -260,7 +260,7 @@ end $$;
 -- An enumeration that cannot go on (scope root gone, attempts exhausted): the scan ends 'failed' and
 -- nothing more is enumerated; objects already queued are still scanned and finalized, and the scan is
 -- finished when the last of them is (at once if none is in flight).
-create or replace function dsx_private.fail_full_scan(p_full_scan_id bigint, p_error text) returns void language plpgsql as $$
+create or replace function dsx_private.fail_full_scan(p_full_scan_id bigint, p_error text) returns void language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
   v_scan dsx.full_scans;
 begin
@@ -279,7 +279,7 @@ end $$;
 -- Progress NOTIFYs for the fullScanProgress subscription: on 'dsx_full_scan:<id>', at most once per
 -- 200 ms per scan (the throttle is the row's progress_notified_at, checked under the row lock every
 -- counter update already takes).
-create or replace function dsx_private.tg_full_scans_progress_notify() returns trigger language plpgsql as $$
+create or replace function dsx_private.tg_full_scans_progress_notify() returns trigger language plpgsql set search_path = pg_catalog, pg_temp as $$
 begin
   if old.progress_notified_at is null or clock_timestamp() - old.progress_notified_at >= interval '200 milliseconds' then
     new.progress_notified_at := clock_timestamp();

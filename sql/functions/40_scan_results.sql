@@ -8,7 +8,7 @@
 
 -- Scan preflight: the state of each result row. A scan job scans only a 'pending' row.
 create or replace function dsx_private.scan_result_states(p_keys text[])
-returns table (idempotency_key text, state text) language sql stable as $$
+returns table (idempotency_key text, state text) language sql stable set search_path = pg_catalog, pg_temp as $$
   select r.idempotency_key, r.state from dsx.scan_results r where r.idempotency_key = any(p_keys)
 $$;
 
@@ -20,7 +20,7 @@ $$;
 -- finalize task returns one promise per envelope, so an envelope that fails is retried alone.
 -- p_items: [{"idempotency_key": text, "attempts": int, "payload": {...finalize job envelope...}}]
 create or replace function dsx_private.record_scans(p_items jsonb)
-returns table (idempotency_key text, status text) language plpgsql as $$
+returns table (idempotency_key text, status text) language plpgsql set search_path = pg_catalog, pg_temp as $$
 #variable_conflict use_column
 declare
   v_all text[];
@@ -72,7 +72,7 @@ end $$;
 --            "attempts", "fetch_ms", "scan_ms", "size", "etag", "mtime", "job_id"}]
 -- Returns one row per distinct input key: status 'finalized' | 'duplicate' | 'missing'.
 create or replace function dsx_private.finalize_results(p_items jsonb)
-returns table (idempotency_key text, status text) language plpgsql as $$
+returns table (idempotency_key text, status text) language plpgsql set search_path = pg_catalog, pg_temp as $$
 #variable_conflict use_column
 declare
   v_keys text[];
@@ -180,7 +180,7 @@ end $$;
 -- and writes one ledger row per decision: a remediation when it is not 'none', a notification per
 -- matching enabled channel, or one 'skipped' notification row when no channel matches. Ledger keys are
 -- deterministic, so a decision is recorded (and its job enqueued) once.
-create or replace function dsx_private.decide_side_effects(p_done dsx.scan_results[]) returns void language plpgsql as $$
+create or replace function dsx_private.decide_side_effects(p_done dsx.scan_results[]) returns void language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
   v_specs graphile_worker.job_spec[];
 begin
@@ -236,7 +236,7 @@ end $$;
 
 -- Finalized results for the scanResults subscription: per scope, 'dsx_scan_results:<scope id>' with
 -- {"r": [[scan result id, outcome], ...]} per finalizing statement, in chunks well under 8000 bytes.
-create or replace function dsx_private.tg_scan_results_notify() returns trigger language plpgsql as $$
+create or replace function dsx_private.tg_scan_results_notify() returns trigger language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
   r record;
 begin

@@ -6,7 +6,7 @@
 
 -- Records the execution of a pending side effect, once. Returns false when it was already recorded.
 create or replace function dsx_private.finish_side_effect(p_id bigint, p_status text, p_detail text)
-returns boolean language plpgsql as $$
+returns boolean language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
   v dsx.side_effects;
   r dsx.scan_results;

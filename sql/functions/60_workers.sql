@@ -8,7 +8,7 @@
 -- because its heartbeat stays fresh.
 
 create or replace function dsx_private.worker_heartbeat(p_worker_id text, p_hostname text, p_pid integer, p_roles text[])
-returns void language sql as $$
+returns void language sql set search_path = pg_catalog, pg_temp as $$
   insert into dsx_private.worker_heartbeats (worker_id, hostname, pid, roles)
   values (p_worker_id, p_hostname, p_pid, p_roles)
   on conflict (worker_id) do update set last_seen_at = now();
@@ -16,7 +16,7 @@ $$;
 
 -- Unlocks the jobs of workers whose heartbeat is older than p_dead_after, and of lockers that never
 -- had a heartbeat and hold jobs locked for longer than that. Returns the worker ids unlocked.
-create or replace function dsx_private.rescue_dead_workers(p_dead_after interval) returns text[] language plpgsql as $$
+create or replace function dsx_private.rescue_dead_workers(p_dead_after interval) returns text[] language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
   v_dead text[];
 begin

@@ -6,13 +6,13 @@
 -- monitoring switch of a scope.
 
 create or replace function dsx_private.event_secret(p_integration_id bigint) returns text
-language sql stable as $$
+language sql stable set search_path = pg_catalog, pg_temp as $$
   select s.secret from dsx_private.integration_event_secrets s where s.integration_id = p_integration_id
 $$;
 
 -- Creates the integration's event secret when it has none (or replaces it when p_rotate) and returns it.
 create or replace function dsx_private.ensure_event_secret(p_integration_id bigint, p_rotate boolean, p_new_secret text)
-returns text language plpgsql as $$
+returns text language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
   v_secret text;
 begin
@@ -38,7 +38,7 @@ end $$;
 -- external_id was seen before (a redelivered notification) are counted and skipped.
 -- p_events: [{"external_id", "event_type", "container", "object_identity", "etag", "size", "occurred_at"}]
 create or replace function dsx.accept_monitor_events(p_integration_id bigint, p_source text, p_events jsonb)
-returns jsonb language plpgsql as $$
+returns jsonb language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
   v_ids bigint[];
   v_total integer;
@@ -92,7 +92,7 @@ revoke execute on function dsx.accept_monitor_events(bigint, text, jsonb) from p
 create or replace function dsx_private.bump_monitor_stats(
   p_scope_id bigint, p_received integer, p_scanned integer, p_coalesced integer,
   p_deleted integer, p_excluded integer, p_disabled integer
-) returns void language sql as $$
+) returns void language sql set search_path = pg_catalog, pg_temp as $$
   insert into dsx.monitor_stats as s (scope_id, events_received, events_scanned, events_coalesced,
                                       ignored_deleted, ignored_excluded, ignored_disabled, last_event_at)
   values (p_scope_id, p_received, p_scanned, p_coalesced, p_deleted, p_excluded, p_disabled,
@@ -120,7 +120,7 @@ $$;
 -- p_decisions: [{"event_id", "scope_id", "action": "scan" | "ignore", "reason"}]
 create or replace function dsx_private.ingest_monitor_events(
   p_decisions jsonb, p_trailing boolean, p_job_id uuid, p_debounce_ms integer, p_scan_max_attempts integer
-) returns jsonb language plpgsql as $$
+) returns jsonb language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
   d record;
   e dsx.monitor_events;
@@ -240,7 +240,7 @@ end $$;
 -- What the ingest task needs to decide: the events of a job (with their integration's scopes read
 -- separately), only those still waiting.
 create or replace function dsx_private.monitor_events_pending(p_ids bigint[], p_trailing boolean)
-returns setof dsx.monitor_events language sql stable as $$
+returns setof dsx.monitor_events language sql stable set search_path = pg_catalog, pg_temp as $$
   select * from dsx.monitor_events m
    where m.id = any(p_ids) and m.status = (case when p_trailing then 'deferred' else 'received' end)
    order by m.id
@@ -249,7 +249,7 @@ $$;
 -- Turns monitoring on or off for a scope (CLI, psql, GraphQL). Like the other operator functions it
 -- reaches into dsx_private (errors, audit), so it runs with its owner's rights.
 create or replace function dsx.set_scope_monitor(p_scope_id bigint, p_monitor boolean) returns dsx.scopes
-language plpgsql security definer as $$
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_scope dsx.scopes;
 begin

@@ -5,7 +5,7 @@
 -- API tokens (the table and its row-level security policies: sql/migrations/0009).
 
 -- Runs with the caller's rights (not security definer), so the grants and policies decide.
-create or replace function dsx.revoke_api_token(p_name text) returns dsx.api_tokens language plpgsql volatile as $$
+create or replace function dsx.revoke_api_token(p_name text) returns dsx.api_tokens language plpgsql volatile set search_path = pg_catalog, pg_temp as $$
 declare
   v dsx.api_tokens;
 begin

@@ -7,7 +7,7 @@
 
 -- Every check but the queue's, which dsx.verify_full_scan makes itself (it looks into batch jobs).
 create or replace function dsx_private.verify_full_scan_checks(p_full_scan_id bigint)
-returns table (check_name text, ok boolean, detail text) language plpgsql stable security definer as $$
+returns table (check_name text, ok boolean, detail text) language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
 declare
   f dsx.full_scans;
   c record;

@@ -5,6 +5,18 @@
 --
 -- `dsx` is what operators see (psql, the CLI, GraphQL); `dsx_private` holds internals:
 -- credentials, secrets and the state-transition functions the workers call.
+-- Nobody but the database owner creates objects in schema public (PostgreSQL 15 made this the
+-- default; on PostgreSQL 14 and on clusters upgraded from it, PUBLIC may create there, and an object
+-- planted there can shadow a built-in that a privileged session resolves through its search_path).
+-- Our functions also pin their own search_path (sql/README.md, rule 5). Revoking needs the owner of
+-- schema public: where the migrating role is not (PostgreSQL 14 with a non-superuser owner), say so.
+do $$
+begin
+  revoke create on schema public from public;
+exception when insufficient_privilege then
+  raise warning 'could not revoke CREATE on schema public from PUBLIC (%): run it as the owner of schema public', sqlerrm;
+end $$;
+
 create schema if not exists dsx;
 
 comment on schema dsx is 'DSX-Connect: what operators see and drive (integrations, scopes, full scans, results).';
