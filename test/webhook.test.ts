@@ -1,35 +1,18 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { inspect } from 'node:util';
 import t, { type Test } from 'tap';
+import type { TargetPolicy } from '../src/notify/targets.ts';
 import { deliverWebhook, verifySignature, WebhookError } from '../src/notify/webhook.ts';
+import { startReceiver } from './helpers/webhook-receiver.ts';
 
-interface Received {
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-  method: string | undefined;
-}
+/** Test receivers live on loopback: these deliveries allow private addresses (the guard has its own tests). */
+const LOOPBACK: TargetPolicy = { allowedHosts: [], allowPrivate: true };
 
-/** A real HTTP server on 127.0.0.1 that records requests and answers with `respond`. */
-async function startServer(
-  t: Test,
-  respond: (req: http.IncomingMessage, res: http.ServerResponse) => void,
-): Promise<{ url: string; received: Received[] }> {
-  const received: Received[] = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      received.push({ headers: req.headers, body: Buffer.concat(chunks), method: req.method });
-      respond(req, res);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(async () => {
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  });
-  const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}/hook?token=abc`, received };
+/** A real receiver on 127.0.0.1 answering with `respond`; its URL carries a token in the query string. */
+async function startServer(t: Test, respond: (req: http.IncomingMessage, res: http.ServerResponse) => void) {
+  const receiver = (await startReceiver(t, { respond }))!;
+  return { url: `http://127.0.0.1:${receiver.port}/hook?token=abc`, received: receiver.requests, receiver };
 }
 
 async function rejection(p: Promise<unknown>): Promise<WebhookError> {
@@ -48,7 +31,7 @@ t.test('2xx delivery is signed and carries the idempotency key', async (t) => {
   });
   const body = { event: 'dsx.scan_result', outcome: 'malicious', name: 'naïve файл.txt' };
   const before = Math.floor(Date.now() / 1000);
-  const result = await deliverWebhook({ url, secret: 's3cret', body, idempotencyKey: 'decision-42' });
+  const result = await deliverWebhook({ url, secret: 's3cret', body, idempotencyKey: 'decision-42', target: LOOPBACK });
   t.same(result, { status: 204 });
   t.equal(received.length, 1);
   const [req] = received;
@@ -68,15 +51,32 @@ t.test('2xx delivery is signed and carries the idempotency key', async (t) => {
   t.notOk(verifySignature('s3cret', req.body, 'garbage'), 'malformed header fails');
 });
 
-t.test('500 -> retryable WebhookError with status', async (t) => {
+t.test('a 500 is a retryable WebhookError naming the status, and the receiver\'s body, reason phrase and headers appear in no part of it', async (t) => {
+  const marker = 'MARKER-7f3a-database-on-fire';
   const { url } = await startServer(t, (_req, res) => {
-    res.writeHead(500, { 'content-type': 'text/plain' }).end('database on fire');
+    res.writeHead(500, `${marker} reason`, { 'content-type': 'text/plain', 'x-debug': marker }).end(`${marker}\n`.repeat(100));
   });
-  const err = await rejection(deliverWebhook({ url, secret: 's', body: {}, idempotencyKey: 'k1' }));
+  const err = await rejection(deliverWebhook({ url, secret: 's', body: {}, idempotencyKey: 'k1', target: LOOPBACK }));
   t.equal(err.retryable, true);
   t.equal(err.status, 500);
-  t.match(err.message, /HTTP 500: database on fire/);
+  t.match(err.message, /^webhook http:\/\/127\.0\.0\.1:\d+\/hook answered HTTP 500 Internal Server Error$/);
+  t.notMatch(inspect(err, { depth: 10 }), marker, 'the marker is in no message, cause or stack');
   t.notMatch(err.message, /token=abc/, 'query string is not echoed into messages');
+});
+
+t.test('a redirect is not followed and says so', async (t) => {
+  let followed = 0;
+  const target = await startServer(t, () => {
+    followed++;
+  });
+  const { url } = await startServer(t, (_req, res) => {
+    res.writeHead(302, { location: target.url }).end();
+  });
+  const err = await rejection(deliverWebhook({ url, secret: 's', body: {}, idempotencyKey: 'k', target: LOOPBACK }));
+  t.equal(err.retryable, false);
+  t.match(err.message, /answered HTTP 302 Found; redirects are not followed/);
+  t.equal(followed, 0);
+  t.equal(target.receiver.connections(), 0, 'the redirect target saw no connection');
 });
 
 t.test('429 and 408 are retryable, 400 and 404 are not', async (t) => {
@@ -86,7 +86,7 @@ t.test('429 and 408 are retryable, 400 and 404 are not', async (t) => {
   });
   for (const [code, retryable] of [[429, true], [408, true], [400, false], [404, false], [302, false]] as const) {
     status = code;
-    const err = await rejection(deliverWebhook({ url, secret: 's', body: { code }, idempotencyKey: `k${code}` }));
+    const err = await rejection(deliverWebhook({ url, secret: 's', body: { code }, idempotencyKey: `k${code}`, target: LOOPBACK }));
     t.equal(err.status, code, `status ${code}`);
     t.equal(err.retryable, retryable, `${code} retryable=${retryable}`);
   }
@@ -97,7 +97,7 @@ t.test('a server that never answers -> retryable timeout', async (t) => {
     /* never respond */
   });
   const started = Date.now();
-  const err = await rejection(deliverWebhook({ url, secret: 's', body: { a: 1 }, idempotencyKey: 'k', timeoutMs: 300 }));
+  const err = await rejection(deliverWebhook({ url, secret: 's', body: { a: 1 }, idempotencyKey: 'k', timeoutMs: 300, target: LOOPBACK }));
   t.equal(err.retryable, true);
   t.equal(err.status, undefined);
   t.match(err.message, /did not answer within 300 ms/);
@@ -110,14 +110,30 @@ t.test('connection refused -> retryable network error', async (t) => {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   await new Promise<void>((resolve) => server.close(() => resolve()));
-  const err = await rejection(deliverWebhook({ url: `http://127.0.0.1:${port}/`, secret: 's', body: {}, idempotencyKey: 'k' }));
+  const err = await rejection(deliverWebhook({ url: `http://127.0.0.1:${port}/`, secret: 's', body: {}, idempotencyKey: 'k', target: LOOPBACK }));
   t.equal(err.retryable, true);
-  t.match(err.message, /could not be reached/);
+  t.match(err.message, /could not be reached: ECONNREFUSED$/);
 });
 
-t.test('a bad URL is not retryable', async (t) => {
-  const bad = await rejection(deliverWebhook({ url: 'not a url', secret: 's', body: {}, idempotencyKey: 'k' }));
+t.test('a bad URL is not retryable and is not echoed (its query string may hold a token)', async (t) => {
+  const bad = await rejection(deliverWebhook({ url: 'not a url?token=abc', secret: 's', body: {}, idempotencyKey: 'k' }));
   t.equal(bad.retryable, false);
+  t.match(bad.message, /is not a valid URL/);
+  t.notMatch(bad.message, /token/);
   const ftp = await rejection(deliverWebhook({ url: 'ftp://127.0.0.1/x', secret: 's', body: {}, idempotencyKey: 'k' }));
   t.equal(ftp.retryable, false);
+  const creds = await rejection(deliverWebhook({ url: 'http://user:pa55word@127.0.0.1/x?token=abc', secret: 's', body: {}, idempotencyKey: 'k', target: LOOPBACK }));
+  t.equal(creds.retryable, false);
+  t.match(creds.message, /must not carry a user name or password/);
+  t.notMatch(creds.message, /pa55word|token=abc/);
+});
+
+t.test('without a target policy a delivery reaches only public addresses', async (t) => {
+  const { url, receiver } = await startServer(t, (_req, res) => {
+    res.writeHead(204).end();
+  });
+  const err = await rejection(deliverWebhook({ url, secret: 's', body: {}, idempotencyKey: 'k' }));
+  t.equal(err.retryable, false);
+  t.match(err.message, /127\.0\.0\.1 is not a public address \(loopback\)/);
+  t.equal(receiver.connections(), 0);
 });

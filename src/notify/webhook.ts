@@ -2,8 +2,16 @@
  * Signed webhook delivery. The body is JSON; `X-DSX-Signature: sha256=<hex>` is the HMAC-SHA256 of the
  * exact body bytes keyed with the channel secret, `X-DSX-Timestamp` the sending time (unix seconds) and
  * `X-DSX-Idempotency-Key` lets a receiver drop a repeated delivery.
+ *
+ * Delivery goes through `node:http`/`node:https` so that the socket connects where the SSRF guard
+ * (`targets.ts`) says: to the vetted literal, or to the addresses its own lookup vetted, with TLS
+ * verified against the URL's host name. Nothing the receiver sends back beyond its status code ends up
+ * in an error: error messages become ledger details that every API viewer can read.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
+import { planConnection, TargetRefused, type ConnectionPlan, type TargetPolicy } from './targets.ts';
 
 /** Options of one delivery attempt. */
 export interface WebhookDelivery {
@@ -11,8 +19,10 @@ export interface WebhookDelivery {
   secret: string;
   body: unknown;
   idempotencyKey: string;
-  /** Whole-attempt timeout (connect, headers and reading the response), default 10000 ms. */
+  /** Whole-attempt timeout (resolving, connecting, until the response's status line), default 10000 ms. */
   timeoutMs?: number;
+  /** Which hosts and addresses the delivery may reach; default: any host, public addresses only. */
+  target?: TargetPolicy;
 }
 
 /** A failed delivery; `retryable` tells whether the same delivery may succeed later. */
@@ -29,7 +39,7 @@ export class WebhookError extends Error {
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
-const SNIPPET_BYTES = 512;
+const PUBLIC_ONLY: TargetPolicy = { allowedHosts: [], allowPrivate: false };
 const SIGNATURE = /^sha256=([0-9a-f]{64})$/i;
 
 /** `sha256=<hex>` signature of `rawBody` under `secret`. */
@@ -51,85 +61,93 @@ function retryableStatus(status: number): boolean {
   return status >= 500 || status === 429 || status === 408;
 }
 
-/**
- * POSTs `body` as signed JSON. Resolves on a 2xx answer; throws WebhookError otherwise (retryable for
- * 5xx, 429, 408, network errors and timeouts; not for other statuses or a bad URL). Redirects are not
- * followed: a webhook URL must answer itself.
- */
-export async function deliverWebhook(opts: WebhookDelivery): Promise<{ status: number }> {
+/** Checks the URL and plans the connection; every refusal is a WebhookError. */
+function prepare(rawUrl: string, policy: TargetPolicy): { url: URL; target: string; plan: ConnectionPlan } {
   let url: URL;
   try {
-    url = new URL(opts.url);
+    url = new URL(rawUrl);
   } catch (err) {
-    throw new WebhookError(`invalid webhook URL ${JSON.stringify(opts.url)}`, { retryable: false, cause: err });
+    // The URL itself is not repeated: its query string may carry a token.
+    throw new WebhookError('the webhook URL is not a valid URL; set the channel to an http:// or https:// URL', { retryable: false, cause: err });
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new WebhookError(`webhook URL must be http or https, got ${url.protocol}`, { retryable: false });
   }
+  const target = `${url.origin}${url.pathname}`; // no query string or credentials in messages
+  if (url.username || url.password) {
+    throw new WebhookError(`webhook URL ${target} must not carry a user name or password; authenticate the receiver by the signature instead`, {
+      retryable: false,
+    });
+  }
+  try {
+    return { url, target, plan: planConnection(url, policy) };
+  } catch (err) {
+    if (err instanceof TargetRefused) throw new WebhookError(err.message, { retryable: err.retryable, cause: err });
+    throw err;
+  }
+}
+
+/**
+ * POSTs `body` as signed JSON to a target the policy allows. Resolves on a 2xx answer; throws
+ * WebhookError otherwise (retryable for 5xx, 429, 408, network errors, timeouts and failed name
+ * resolution; not for other statuses, a bad URL or a refused target). Redirects are not followed: a
+ * webhook URL must answer itself. The response body is never read.
+ */
+export async function deliverWebhook(opts: WebhookDelivery): Promise<{ status: number }> {
+  const { url, target, plan } = prepare(opts.url, opts.target ?? PUBLIC_ONLY);
   const raw = Buffer.from(JSON.stringify(opts.body) ?? 'null', 'utf8');
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const signal = AbortSignal.timeout(timeoutMs);
-  const target = `${url.origin}${url.pathname}`; // no query string in messages: it may carry a token
+  const secure = url.protocol === 'https:';
+  const options: https.RequestOptions = {
+    method: 'POST',
+    host: plan.host,
+    port: url.port === '' ? (secure ? 443 : 80) : Number(url.port),
+    path: `${url.pathname}${url.search}`,
+    lookup: plan.lookup,
+    agent: false, // a fresh socket per delivery: its one lookup, vetted under this delivery's policy, is the only one
+    signal: AbortSignal.timeout(timeoutMs),
+    headers: {
+      Host: url.host,
+      'Content-Type': 'application/json',
+      'Content-Length': String(raw.length),
+      'User-Agent': 'dsx-connect-webhook',
+      'X-DSX-Signature': signBody(opts.secret, raw),
+      'X-DSX-Timestamp': String(Math.floor(Date.now() / 1000)),
+      'X-DSX-Idempotency-Key': opts.idempotencyKey,
+    },
+  };
+  if (plan.servername !== undefined) options.servername = plan.servername;
 
-  let res: Response;
-  try {
-    res = await fetch(url, {
-      method: 'POST',
-      redirect: 'manual',
-      signal,
-      body: raw,
-      headers: {
-        'Content-Type': 'application/json',
-        'User-Agent': 'dsx-connect-webhook',
-        'X-DSX-Signature': signBody(opts.secret, raw),
-        'X-DSX-Timestamp': String(Math.floor(Date.now() / 1000)),
-        'X-DSX-Idempotency-Key': opts.idempotencyKey,
-      },
+  return new Promise((resolve, reject) => {
+    const req = (secure ? https : http).request(options, (res) => {
+      const status = res.statusCode ?? 0;
+      res.destroy(); // the answer counts; its body (the receiver's text) is neither read nor kept
+      if (status >= 200 && status < 300) resolve({ status });
+      else reject(statusError(target, status));
     });
-  } catch (err) {
-    throw networkError(err, target, timeoutMs);
-  }
+    req.on('error', (err) => reject(networkError(err, target, timeoutMs)));
+    req.end(raw);
+  });
+}
 
-  let snippet: string;
-  try {
-    snippet = await readSnippet(res);
-  } catch (err) {
-    if (res.ok) return { status: res.status }; // the answer counts; its body does not
-    throw networkError(err, target, timeoutMs);
-  }
-  if (res.ok) return { status: res.status };
-  const detail = snippet ? `: ${snippet}` : '';
-  throw new WebhookError(`webhook ${target} answered HTTP ${res.status}${detail}`, {
-    retryable: retryableStatus(res.status),
-    status: res.status,
+/** The error for a non-2xx answer: the status and its standard reason phrase, never the receiver's own. */
+function statusError(target: string, status: number): WebhookError {
+  const phrase = http.STATUS_CODES[status];
+  const redirect = status >= 300 && status < 400 ? '; redirects are not followed: set the channel to the final URL' : '';
+  return new WebhookError(`webhook ${target} answered HTTP ${status}${phrase ? ` ${phrase}` : ''}${redirect}`, {
+    retryable: retryableStatus(status),
+    status,
   });
 }
 
 function networkError(err: unknown, target: string, timeoutMs: number): WebhookError {
-  const name = (err as { name?: string } | null)?.name;
+  if (err instanceof TargetRefused) return new WebhookError(err.message, { retryable: err.retryable, cause: err });
+  const name = (err as { name?: unknown } | null)?.name;
   if (name === 'TimeoutError' || name === 'AbortError') {
     return new WebhookError(`webhook ${target} did not answer within ${timeoutMs} ms`, { retryable: true, cause: err });
   }
-  const cause = (err as { cause?: { code?: string; message?: string } } | null)?.cause;
-  const why = cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : String(err));
+  // The code only (ECONNREFUSED, ERR_TLS_CERT_ALTNAME_INVALID, ...): messages can quote the peer's certificate.
+  const code = (err as { code?: unknown } | null)?.code;
+  const why = typeof code === 'string' && /^[A-Z0-9_]{1,64}$/.test(code) ? code : 'network error';
   return new WebhookError(`webhook ${target} could not be reached: ${why}`, { retryable: true, cause: err });
-}
-
-/** The first bytes of the response body as text (for error messages); the rest is discarded. */
-async function readSnippet(res: Response): Promise<string> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  try {
-    while (total < SNIPPET_BYTES) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      total += value.byteLength;
-    }
-  } finally {
-    await reader.cancel().catch(() => {});
-  }
-  return Buffer.concat(chunks).subarray(0, SNIPPET_BYTES).toString('utf8').replace(/\s+/g, ' ').trim();
 }

@@ -9,7 +9,6 @@ import type pg from 'pg';
 import { sideEffectClaim, sideEffectFinish, type ClaimedEffect } from '../db/sql/side-effects.ts';
 import type { ActionResult } from '../connectors/types.ts';
 import type { Job } from '../jobs/envelope.ts';
-import { checkWebhookTarget } from '../notify/targets.ts';
 import { deliverWebhook, WebhookError } from '../notify/webhook.ts';
 import type { PipelineContext } from './context.ts';
 import type { Attempt } from './full-scan.ts';
@@ -17,9 +16,9 @@ import type { Attempt } from './full-scan.ts';
 async function perform(ctx: PipelineContext, e: ClaimedEffect): Promise<ActionResult> {
   if (e.kind === 'notification') {
     if (!e.channel_url || !e.channel_secret) return { status: 'not_supported', detail: 'the notification channel no longer exists' };
-    await checkWebhookTarget(e.channel_url, { allowedHosts: ctx.config.webhookAllowedHosts, allowPrivate: ctx.config.webhookAllowPrivate });
     const res = await deliverWebhook({
       url: e.channel_url,
+      target: { allowedHosts: ctx.config.webhookAllowedHosts, allowPrivate: ctx.config.webhookAllowPrivate },
       secret: e.channel_secret,
       idempotencyKey: e.idempotency_key,
       body: {
