@@ -38,6 +38,7 @@ table dsx.api_tokens
   index: CREATE UNIQUE INDEX api_tokens_name_key ON dsx.api_tokens USING btree (name)
   index: CREATE UNIQUE INDEX api_tokens_pkey ON dsx.api_tokens USING btree (id)
   index: CREATE UNIQUE INDEX api_tokens_token_sha256_key ON dsx.api_tokens USING btree (token_sha256)
+  trigger: CREATE TRIGGER api_tokens_audit AFTER INSERT OR DELETE OR UPDATE ON dsx.api_tokens FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_catalog_audit()
   row level security: enabled
   policy api_tokens_operator_read: PERMISSIVE for SELECT to dsx_operator using (true)
   policy api_tokens_operator_revoke: PERMISSIVE for UPDATE to dsx_operator using (true) with check (true)
@@ -142,6 +143,8 @@ table dsx.integrations
   constraint integrations_settings_check: CHECK ((jsonb_typeof(settings) = 'object'::text))
   index: CREATE UNIQUE INDEX integrations_name_key ON dsx.integrations USING btree (name)
   index: CREATE UNIQUE INDEX integrations_pkey ON dsx.integrations USING btree (id)
+  trigger: CREATE TRIGGER integrations_audit AFTER INSERT OR DELETE OR UPDATE ON dsx.integrations FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_catalog_audit()
+  trigger: CREATE TRIGGER integrations_keep_history BEFORE DELETE ON dsx.integrations FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_catalog_keep_history()
   trigger: CREATE TRIGGER integrations_validate BEFORE INSERT OR UPDATE ON dsx.integrations FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_integrations_validate()
   privileges: dsx_operator: DELETE; dsx_viewer: SELECT
   column privileges name: dsx_operator: UPDATE
@@ -214,6 +217,7 @@ table dsx.notification_channels
   constraint notification_channels_url_check: CHECK ((url ~ '^https?://'::text))
   index: CREATE UNIQUE INDEX notification_channels_name_key ON dsx.notification_channels USING btree (name)
   index: CREATE UNIQUE INDEX notification_channels_pkey ON dsx.notification_channels USING btree (id)
+  trigger: CREATE TRIGGER notification_channels_audit AFTER INSERT OR DELETE OR UPDATE ON dsx.notification_channels FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_catalog_audit()
   privileges: dsx_viewer: SELECT
 
 table dsx.objects
@@ -308,6 +312,8 @@ table dsx.scopes
   index: CREATE INDEX scopes_integration_idx ON dsx.scopes USING btree (integration_id)
   index: CREATE UNIQUE INDEX scopes_name_key ON dsx.scopes USING btree (name)
   index: CREATE UNIQUE INDEX scopes_pkey ON dsx.scopes USING btree (id)
+  trigger: CREATE TRIGGER scopes_audit AFTER INSERT OR DELETE OR UPDATE ON dsx.scopes FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_catalog_audit()
+  trigger: CREATE TRIGGER scopes_keep_history BEFORE DELETE ON dsx.scopes FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_catalog_keep_history()
   trigger: CREATE TRIGGER scopes_no_overlap BEFORE INSERT OR UPDATE ON dsx.scopes FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_scopes_no_overlap()
   privileges: dsx_operator: DELETE; dsx_viewer: SELECT
   column privileges name: dsx_operator: UPDATE
@@ -353,6 +359,7 @@ table dsx_private.integration_credentials
   constraint integration_credentials_integration_id_fkey: FOREIGN KEY (integration_id) REFERENCES dsx.integrations(id) ON DELETE CASCADE
   constraint integration_credentials_pkey: PRIMARY KEY (integration_id)
   index: CREATE UNIQUE INDEX integration_credentials_pkey ON dsx_private.integration_credentials USING btree (integration_id)
+  trigger: CREATE TRIGGER integration_credentials_audit AFTER INSERT OR DELETE OR UPDATE ON dsx_private.integration_credentials FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_catalog_audit()
   privileges: default
 
 table dsx_private.integration_event_secrets
@@ -363,6 +370,7 @@ table dsx_private.integration_event_secrets
   constraint integration_event_secrets_pkey: PRIMARY KEY (integration_id)
   constraint integration_event_secrets_secret_check: CHECK ((length(secret) >= 16))
   index: CREATE UNIQUE INDEX integration_event_secrets_pkey ON dsx_private.integration_event_secrets USING btree (integration_id)
+  trigger: CREATE TRIGGER integration_event_secrets_audit AFTER INSERT OR DELETE OR UPDATE ON dsx_private.integration_event_secrets FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_catalog_audit()
   privileges: default
 
 table dsx_private.monitor_debounce
@@ -382,6 +390,7 @@ table dsx_private.notification_channel_secrets
   constraint notification_channel_secrets_pkey: PRIMARY KEY (channel_id)
   constraint notification_channel_secrets_secret_check: CHECK ((length(secret) >= 8))
   index: CREATE UNIQUE INDEX notification_channel_secrets_pkey ON dsx_private.notification_channel_secrets USING btree (channel_id)
+  trigger: CREATE TRIGGER notification_channel_secrets_audit AFTER INSERT OR DELETE OR UPDATE ON dsx_private.notification_channel_secrets FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_catalog_audit()
   privileges: default
 
 table dsx_private.worker_heartbeats
@@ -553,7 +562,7 @@ begin
          updated_at = now()
    where f.id = p_full_scan_id
   returning * into v_scan;
-  perform dsx_private.audit(coalesce(p_requested_by, session_user), 'full_scan.canceled', v_scan.scope_id, v_scan.id,
+  perform dsx_private.audit(coalesce(p_requested_by, dsx_private.actor()), 'full_scan.canceled', v_scan.scope_id, v_scan.id,
                             v_scan.correlation_id, jsonb_build_object('mode', p_mode, 'objects_canceled', v_canceled));
   perform dsx_private.notify_full_scan(v_scan.id, 'canceled');
   return v_scan;
@@ -576,8 +585,6 @@ begin
   if p_credentials is not null then
     insert into dsx_private.integration_credentials (integration_id, credentials) values (v.id, p_credentials);
   end if;
-  perform dsx_private.audit(session_user, 'integration.created', null, null, null,
-                            jsonb_build_object('integration_id', v.id, 'name', v.name, 'kind', v.kind));
   return v;
 end $function$
 
@@ -598,8 +605,6 @@ begin
   end if;
   insert into dsx.notification_channels (name, url) values (p_name, p_url) returning * into v;
   insert into dsx_private.notification_channel_secrets (channel_id, secret) values (v.id, p_secret);
-  perform dsx_private.audit(session_user, 'notification_channel.created', null, null, null,
-                            jsonb_build_object('channel_id', v.id, 'name', v.name, 'url', v.url));
   return v;
 end $function$
 
@@ -622,8 +627,6 @@ begin
   values (p_integration_id, p_name, coalesce(p_root, ''), coalesce(p_include_globs, '{}'),
           coalesce(p_exclude_globs, '{}'), coalesce(p_policy, '{}'), coalesce(p_monitor, false))
   returning * into v;
-  perform dsx_private.audit(session_user, 'scope.created', v.id, null, null,
-                            jsonb_build_object('name', v.name, 'root', v.root, 'integration_id', v.integration_id));
   return v;
 end $function$
 
@@ -666,8 +669,6 @@ begin
   end if;
   insert into dsx_private.integration_credentials (integration_id, credentials) values (p_integration_id, p_credentials)
   on conflict (integration_id) do update set credentials = excluded.credentials, updated_at = now();
-  perform dsx_private.audit(session_user, 'integration.credentials_set', null, null, null,
-                            jsonb_build_object('integration_id', p_integration_id));
   return true;
 end $function$
 
@@ -690,8 +691,6 @@ begin
   if not found then
     perform dsx_private.raise('P0002', format('unknown scope id %s', p_scope_id), 'List scopes with: dsx-connect scope list');
   end if;
-  perform dsx_private.audit(session_user, case when p_monitor then 'scope.monitor_on' else 'scope.monitor_off' end,
-                            v_scope.id, null, null, '{}');
   return v_scope;
 end $function$
 
@@ -714,7 +713,6 @@ begin
   if not found then
     perform dsx_private.raise('P0002', format('unknown scope id %s', p_scope_id));
   end if;
-  perform dsx_private.audit(session_user, 'scope.policy_set', v.id, null, null, jsonb_build_object('policy', p_policy));
   return v;
 end $function$
 
@@ -746,7 +744,7 @@ begin
     return v_result;
   end if;
   insert into dsx.full_scans (scope_id, requested_by)
-  values (p_scope_id, coalesce(p_requested_by, session_user))
+  values (p_scope_id, coalesce(p_requested_by, dsx_private.actor()))
   returning * into v_scan;
   perform graphile_worker.add_job(
     'full-scan-scope',
@@ -783,6 +781,19 @@ AS $function$
        and e->>'job_type' in ('full-scan-scope', 'enumerate-scope-page', 'scan-object', 'finalize-scan-object')
     having exists (select 1 from dsx.full_scans f where f.id = p_full_scan_id and f.finished_at is not null)
   ) c order by c.n
+$function$
+
+-- function dsx_private.actor()
+--   privileges: default
+CREATE OR REPLACE FUNCTION dsx_private.actor()
+ RETURNS text
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select coalesce(nullif(current_setting('dsx.actor', true), ''),
+                  'api ' || nullif(current_setting('dsx.subject', true), ''),
+                  'db ' || session_user)
 $function$
 
 -- function dsx_private.audit(p_actor text, p_action text, p_scope_id bigint, p_full_scan_id bigint, p_correlation_id uuid, p_detail jsonb)
@@ -991,10 +1002,6 @@ begin
      set secret = case when p_rotate then excluded.secret else s.secret end,
          created_at = case when p_rotate then now() else s.created_at end
   returning s.secret into v_secret;
-  if p_rotate then
-    perform dsx_private.audit(session_user, 'integration.event_secret_rotated', null, null, null,
-                              jsonb_build_object('integration_id', p_integration_id));
-  end if;
   return v_secret;
 end $function$
 
@@ -1636,6 +1643,100 @@ CREATE OR REPLACE FUNCTION dsx_private.tg_audit_log_append_only()
 AS $function$
 begin
   raise exception using errcode = '42501', message = 'dsx.audit_log is append-only: rows cannot be updated or deleted';
+end $function$
+
+-- function dsx_private.tg_catalog_audit()
+--   privileges: default
+CREATE OR REPLACE FUNCTION dsx_private.tg_catalog_audit()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_entity text := case tg_table_name
+    when 'integrations' then 'integration'
+    when 'scopes' then 'scope'
+    when 'notification_channels' then 'notification_channel'
+    when 'api_tokens' then 'api_token'
+    when 'integration_credentials' then 'integration.credentials'
+    when 'notification_channel_secrets' then 'notification_channel.secret'
+    when 'integration_event_secrets' then 'integration.event_secret'
+  end;
+  -- Columns never written to the log: values of secrets, and bookkeeping.
+  v_hidden text[] := array['credentials', 'secret', 'token_sha256', 'updated_at', 'created_at'];
+  v_old jsonb := case when tg_op <> 'INSERT' then to_jsonb(old) end;
+  v_new jsonb := case when tg_op <> 'DELETE' then to_jsonb(new) end;
+  v_row jsonb := coalesce(v_new, v_old);
+  v_changes jsonb;
+  v_action text;
+  v_detail jsonb;
+begin
+  if tg_op = 'UPDATE' then
+    select coalesce(jsonb_object_agg(k, case when k = any(v_hidden) then '"(changed)"'::jsonb
+                                             else jsonb_build_object('old', v_old -> k, 'new', v_new -> k) end), '{}')
+      into v_changes
+      from jsonb_object_keys(v_new) k
+     where (v_old -> k) is distinct from (v_new -> k) and k not in ('updated_at', 'created_at');
+    if v_changes = '{}' then
+      return null; -- an update that changed nothing is not an event
+    end if;
+  end if;
+  v_action := v_entity || '.' || case
+    when tg_table_name = 'api_tokens' and tg_op = 'UPDATE' and v_changes ? 'revoked_at' then 'revoked'
+    when tg_table_name in ('integration_credentials', 'notification_channel_secrets', 'integration_event_secrets')
+      then case tg_op when 'DELETE' then 'deleted' else 'set' end
+    else case tg_op when 'INSERT' then 'created' when 'UPDATE' then 'updated' else 'deleted' end
+  end;
+  v_detail := (select coalesce(jsonb_object_agg(k, v_row -> k), '{}') from jsonb_object_keys(v_row) k where not (k = any(v_hidden)));
+  if v_changes is not null then
+    v_detail := v_detail || jsonb_build_object('changes', v_changes);
+  end if;
+  insert into dsx.audit_log (actor, action, scope_id, detail)
+  values (dsx_private.actor(), v_action,
+          case when tg_table_name = 'scopes' then (v_row ->> 'id')::bigint end, v_detail);
+  return null;
+end $function$
+
+-- function dsx_private.tg_catalog_keep_history()
+--   privileges: default
+CREATE OR REPLACE FUNCTION dsx_private.tg_catalog_keep_history()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_scans bigint;
+  v_results bigint;
+  v_events bigint;
+  v_scopes bigint;
+begin
+  if tg_table_name = 'scopes' then
+    select count(*) into v_scans from dsx.full_scans f where f.scope_id = old.id;
+    select count(*) into v_results from (select 1 from dsx.scan_results r where r.scope_id = old.id limit 1000000) x;
+    select count(*) into v_events from (select 1 from dsx.monitor_events m where m.scope_id = old.id limit 1000000) x;
+    if v_scans + v_results + v_events > 0 then
+      raise exception using errcode = '2BP01',
+        message = format('scope %s (id %s) has history (%s full scans, %s results, %s storage events) and cannot be deleted; disable it instead',
+                         old.name, old.id, v_scans, v_results, v_events),
+        hint = format('dsx-connect scope update %s --disable (GraphQL: updateScopeByRowId with scopePatch {enabled: false}); a disabled scope is neither scanned nor monitored and keeps its history', old.name);
+    end if;
+  else
+    select count(*) into v_scopes from dsx.scopes s where s.integration_id = old.id;
+    if v_scopes > 0 then
+      raise exception using errcode = '2BP01',
+        message = format('integration %s (id %s) still has %s scope(s) and cannot be deleted', old.name, old.id, v_scopes),
+        hint = 'delete its scopes first (a scope with history can only be disabled: then disable the integration''s scopes instead of deleting the integration)';
+    end if;
+    select count(*) into v_events from (select 1 from dsx.monitor_events m where m.integration_id = old.id limit 1000000) x;
+    if v_events > 0 then
+      raise exception using errcode = '2BP01',
+        message = format('integration %s (id %s) has history (%s storage events) and cannot be deleted', old.name, old.id, v_events),
+        hint = 'keep it; its scopes can be disabled';
+    end if;
+  end if;
+  return old;
 end $function$
 
 -- function dsx_private.tg_full_scans_progress_notify()

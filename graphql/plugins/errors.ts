@@ -6,8 +6,11 @@
 import { GraphQLError } from 'postgraphile/graphql';
 import { defaultMaskError } from 'postgraphile/grafserv';
 
-/** SQLSTATE classes that are the caller's business: data exceptions, integrity, privileges, our P0xxx, state. */
-const CLIENT_SQLSTATE = /^(22|23|42501|P0002|P0001|55000)/;
+/**
+ * SQLSTATE classes that are the caller's business: data exceptions, integrity, privileges, our P0xxx,
+ * state, and dependent objects (a scope with history cannot be deleted).
+ */
+const CLIENT_SQLSTATE = /^(22|23|42501|P0002|P0001|55000|2BP01)/;
 
 /**
  * PostgreSQL's DETAIL of a check or not-null violation is "Failing row contains (...)": every column of

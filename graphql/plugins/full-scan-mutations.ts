@@ -8,7 +8,8 @@ import { access, type Step } from 'postgraphile/grafast';
 import { sideEffectWithPgClientTransaction } from 'postgraphile/@dataplan/pg';
 import { extendSchema, gql } from 'postgraphile/utils';
 
-const REQUESTED_BY = "coalesce(nullif(current_setting('dsx.subject', true), ''), session_user)";
+/** null: the functions record the caller (dsx_private.actor(): the API subject the server set). */
+const REQUESTED_BY = 'null';
 
 export const FullScanMutationsPlugin = extendSchema((build) => {
   const fullScans = build.input.pgRegistry.pgResources.full_scans;

@@ -88,6 +88,14 @@ create or replace function dsx_private.job_envelope(
     'body', p_body)
 $$;
 
+-- Who is acting, for the audit trail: the API caller (the server sets dsx.actor per request, e.g.
+-- "api token:ci", "api jwt:alice"), the CLI's OS user ("cli alice@host"), or else the database user.
+create or replace function dsx_private.actor() returns text language sql stable set search_path = pg_catalog, pg_temp as $$
+  select coalesce(nullif(current_setting('dsx.actor', true), ''),
+                  'api ' || nullif(current_setting('dsx.subject', true), ''),
+                  'db ' || session_user)
+$$;
+
 create or replace function dsx_private.audit(
   p_actor text, p_action text, p_scope_id bigint, p_full_scan_id bigint, p_correlation_id uuid, p_detail jsonb
 ) returns void language sql set search_path = pg_catalog, pg_temp as $$

@@ -74,6 +74,112 @@ create or replace trigger audit_log_append_only before update or delete on dsx.a
 create or replace trigger audit_log_no_truncate before truncate on dsx.audit_log
   for each statement execute function dsx_private.tg_audit_log_append_only();
 
+------------------------------------------------------------------------------------------------------
+-- The audit trail of the catalog: every create, update and delete of integrations, scopes,
+-- notification channels, API tokens, credentials and secrets, by whom (dsx_private.actor()), with what
+-- changed. Secrets and credentials are recorded as having been set, never with their values.
+------------------------------------------------------------------------------------------------------
+create or replace function dsx_private.tg_catalog_audit() returns trigger language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_entity text := case tg_table_name
+    when 'integrations' then 'integration'
+    when 'scopes' then 'scope'
+    when 'notification_channels' then 'notification_channel'
+    when 'api_tokens' then 'api_token'
+    when 'integration_credentials' then 'integration.credentials'
+    when 'notification_channel_secrets' then 'notification_channel.secret'
+    when 'integration_event_secrets' then 'integration.event_secret'
+  end;
+  -- Columns never written to the log: values of secrets, and bookkeeping.
+  v_hidden text[] := array['credentials', 'secret', 'token_sha256', 'updated_at', 'created_at'];
+  v_old jsonb := case when tg_op <> 'INSERT' then to_jsonb(old) end;
+  v_new jsonb := case when tg_op <> 'DELETE' then to_jsonb(new) end;
+  v_row jsonb := coalesce(v_new, v_old);
+  v_changes jsonb;
+  v_action text;
+  v_detail jsonb;
+begin
+  if tg_op = 'UPDATE' then
+    select coalesce(jsonb_object_agg(k, case when k = any(v_hidden) then '"(changed)"'::jsonb
+                                             else jsonb_build_object('old', v_old -> k, 'new', v_new -> k) end), '{}')
+      into v_changes
+      from jsonb_object_keys(v_new) k
+     where (v_old -> k) is distinct from (v_new -> k) and k not in ('updated_at', 'created_at');
+    if v_changes = '{}' then
+      return null; -- an update that changed nothing is not an event
+    end if;
+  end if;
+  v_action := v_entity || '.' || case
+    when tg_table_name = 'api_tokens' and tg_op = 'UPDATE' and v_changes ? 'revoked_at' then 'revoked'
+    when tg_table_name in ('integration_credentials', 'notification_channel_secrets', 'integration_event_secrets')
+      then case tg_op when 'DELETE' then 'deleted' else 'set' end
+    else case tg_op when 'INSERT' then 'created' when 'UPDATE' then 'updated' else 'deleted' end
+  end;
+  v_detail := (select coalesce(jsonb_object_agg(k, v_row -> k), '{}') from jsonb_object_keys(v_row) k where not (k = any(v_hidden)));
+  if v_changes is not null then
+    v_detail := v_detail || jsonb_build_object('changes', v_changes);
+  end if;
+  insert into dsx.audit_log (actor, action, scope_id, detail)
+  values (dsx_private.actor(), v_action,
+          case when tg_table_name = 'scopes' then (v_row ->> 'id')::bigint end, v_detail);
+  return null;
+end $$;
+create or replace trigger integrations_audit after insert or update or delete on dsx.integrations
+  for each row execute function dsx_private.tg_catalog_audit();
+create or replace trigger scopes_audit after insert or update or delete on dsx.scopes
+  for each row execute function dsx_private.tg_catalog_audit();
+create or replace trigger notification_channels_audit after insert or update or delete on dsx.notification_channels
+  for each row execute function dsx_private.tg_catalog_audit();
+create or replace trigger api_tokens_audit after insert or update or delete on dsx.api_tokens
+  for each row execute function dsx_private.tg_catalog_audit();
+create or replace trigger integration_credentials_audit after insert or update or delete on dsx_private.integration_credentials
+  for each row execute function dsx_private.tg_catalog_audit();
+create or replace trigger notification_channel_secrets_audit after insert or update or delete on dsx_private.notification_channel_secrets
+  for each row execute function dsx_private.tg_catalog_audit();
+create or replace trigger integration_event_secrets_audit after insert or update or delete on dsx_private.integration_event_secrets
+  for each row execute function dsx_private.tg_catalog_audit();
+
+-- History is never deleted with the catalog: a scope that has full scans, results or storage events
+-- cannot be deleted (its scans, results, detections and ledger would go with it), only disabled; an
+-- integration cannot be deleted while it has scopes or recorded events.
+create or replace function dsx_private.tg_catalog_keep_history() returns trigger language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_scans bigint;
+  v_results bigint;
+  v_events bigint;
+  v_scopes bigint;
+begin
+  if tg_table_name = 'scopes' then
+    select count(*) into v_scans from dsx.full_scans f where f.scope_id = old.id;
+    select count(*) into v_results from (select 1 from dsx.scan_results r where r.scope_id = old.id limit 1000000) x;
+    select count(*) into v_events from (select 1 from dsx.monitor_events m where m.scope_id = old.id limit 1000000) x;
+    if v_scans + v_results + v_events > 0 then
+      raise exception using errcode = '2BP01',
+        message = format('scope %s (id %s) has history (%s full scans, %s results, %s storage events) and cannot be deleted; disable it instead',
+                         old.name, old.id, v_scans, v_results, v_events),
+        hint = format('dsx-connect scope update %s --disable (GraphQL: updateScopeByRowId with scopePatch {enabled: false}); a disabled scope is neither scanned nor monitored and keeps its history', old.name);
+    end if;
+  else
+    select count(*) into v_scopes from dsx.scopes s where s.integration_id = old.id;
+    if v_scopes > 0 then
+      raise exception using errcode = '2BP01',
+        message = format('integration %s (id %s) still has %s scope(s) and cannot be deleted', old.name, old.id, v_scopes),
+        hint = 'delete its scopes first (a scope with history can only be disabled: then disable the integration''s scopes instead of deleting the integration)';
+    end if;
+    select count(*) into v_events from (select 1 from dsx.monitor_events m where m.integration_id = old.id limit 1000000) x;
+    if v_events > 0 then
+      raise exception using errcode = '2BP01',
+        message = format('integration %s (id %s) has history (%s storage events) and cannot be deleted', old.name, old.id, v_events),
+        hint = 'keep it; its scopes can be disabled';
+    end if;
+  end if;
+  return old;
+end $$;
+create or replace trigger scopes_keep_history before delete on dsx.scopes
+  for each row execute function dsx_private.tg_catalog_keep_history();
+create or replace trigger integrations_keep_history before delete on dsx.integrations
+  for each row execute function dsx_private.tg_catalog_keep_history();
+
 -- Creates an integration; credentials (optional) are stored write-only in dsx_private.
 create or replace function dsx.create_integration(p_name text, p_kind text, p_settings jsonb default '{}', p_credentials jsonb default null)
 returns dsx.integrations language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -85,8 +191,6 @@ begin
   if p_credentials is not null then
     insert into dsx_private.integration_credentials (integration_id, credentials) values (v.id, p_credentials);
   end if;
-  perform dsx_private.audit(session_user, 'integration.created', null, null, null,
-                            jsonb_build_object('integration_id', v.id, 'name', v.name, 'kind', v.kind));
   return v;
 end $$;
 comment on function dsx.create_integration(text, text, jsonb, jsonb) is E'@resultFieldName integration\nCreates an integration; credentials (optional) are stored write-only in dsx_private.';
@@ -106,8 +210,6 @@ begin
   end if;
   insert into dsx_private.integration_credentials (integration_id, credentials) values (p_integration_id, p_credentials)
   on conflict (integration_id) do update set credentials = excluded.credentials, updated_at = now();
-  perform dsx_private.audit(session_user, 'integration.credentials_set', null, null, null,
-                            jsonb_build_object('integration_id', p_integration_id));
   return true;
 end $$;
 comment on function dsx.set_integration_credentials(bigint, jsonb) is E'@resultFieldName ok\nReplaces an integration''s credentials (write-only: they can never be read back).';
@@ -128,8 +230,6 @@ begin
   values (p_integration_id, p_name, coalesce(p_root, ''), coalesce(p_include_globs, '{}'),
           coalesce(p_exclude_globs, '{}'), coalesce(p_policy, '{}'), coalesce(p_monitor, false))
   returning * into v;
-  perform dsx_private.audit(session_user, 'scope.created', v.id, null, null,
-                            jsonb_build_object('name', v.name, 'root', v.root, 'integration_id', v.integration_id));
   return v;
 end $$;
 comment on function dsx.create_scope(bigint, text, text, text[], text[], jsonb, boolean) is E'@resultFieldName scope\nCreates a scope; refused when its root overlaps another scope of the same integration.';
@@ -147,7 +247,6 @@ begin
   if not found then
     perform dsx_private.raise('P0002', format('unknown scope id %s', p_scope_id));
   end if;
-  perform dsx_private.audit(session_user, 'scope.policy_set', v.id, null, null, jsonb_build_object('policy', p_policy));
   return v;
 end $$;
 comment on function dsx.set_scope_policy(bigint, jsonb) is E'@resultFieldName scope\nSets a scope''s post-scan policy (validated).';
@@ -164,8 +263,6 @@ begin
   end if;
   insert into dsx.notification_channels (name, url) values (p_name, p_url) returning * into v;
   insert into dsx_private.notification_channel_secrets (channel_id, secret) values (v.id, p_secret);
-  perform dsx_private.audit(session_user, 'notification_channel.created', null, null, null,
-                            jsonb_build_object('channel_id', v.id, 'name', v.name, 'url', v.url));
   return v;
 end $$;
 comment on function dsx.create_notification_channel(text, text, text) is E'@resultFieldName notificationChannel\nCreates a webhook channel; its secret is write-only.';

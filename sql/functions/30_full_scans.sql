@@ -61,7 +61,7 @@ begin
     return v_result;
   end if;
   insert into dsx.full_scans (scope_id, requested_by)
-  values (p_scope_id, coalesce(p_requested_by, session_user))
+  values (p_scope_id, coalesce(p_requested_by, dsx_private.actor()))
   returning * into v_scan;
   perform graphile_worker.add_job(
     'full-scan-scope',
@@ -120,7 +120,7 @@ begin
          updated_at = now()
    where f.id = p_full_scan_id
   returning * into v_scan;
-  perform dsx_private.audit(coalesce(p_requested_by, session_user), 'full_scan.canceled', v_scan.scope_id, v_scan.id,
+  perform dsx_private.audit(coalesce(p_requested_by, dsx_private.actor()), 'full_scan.canceled', v_scan.scope_id, v_scan.id,
                             v_scan.correlation_id, jsonb_build_object('mode', p_mode, 'objects_canceled', v_canceled));
   perform dsx_private.notify_full_scan(v_scan.id, 'canceled');
   return v_scan;

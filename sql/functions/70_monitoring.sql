@@ -26,10 +26,6 @@ begin
      set secret = case when p_rotate then excluded.secret else s.secret end,
          created_at = case when p_rotate then now() else s.created_at end
   returning s.secret into v_secret;
-  if p_rotate then
-    perform dsx_private.audit(session_user, 'integration.event_secret_rotated', null, null, null,
-                              jsonb_build_object('integration_id', p_integration_id));
-  end if;
   return v_secret;
 end $$;
 
@@ -260,8 +256,6 @@ begin
   if not found then
     perform dsx_private.raise('P0002', format('unknown scope id %s', p_scope_id), 'List scopes with: dsx-connect scope list');
   end if;
-  perform dsx_private.audit(session_user, case when p_monitor then 'scope.monitor_on' else 'scope.monitor_off' end,
-                            v_scope.id, null, null, '{}');
   return v_scope;
 end $$;
 comment on function dsx.set_scope_monitor(bigint, boolean) is E'@resultFieldName scope\nTurns monitoring on or off for a scope.';
