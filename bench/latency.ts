@@ -61,19 +61,20 @@ function jobTimings(worker: WorkerHandle) {
   let phase: string | null = null;
   const started = new Map<string, number>();
   const rows: { phase: string; task: string; wait: number; run: number }[] = [];
-  const events = worker.runner.events;
   // A finalize job is a batch job (an array of envelopes): it counts when it carries a monitoring one.
   const isMonitor = (p: unknown) => (p as { source_type?: string } | null)?.source_type === 'monitor';
-  events.on('job:start', ({ job }) => {
-    const payload = job.payload as unknown;
-    if (phase && (Array.isArray(payload) ? payload.some(isMonitor) : isMonitor(payload))) started.set(job.id, now());
-  });
-  events.on('job:complete', ({ job }) => {
-    const s = started.get(job.id);
-    if (s === undefined) return;
-    started.delete(job.id);
-    rows.push({ phase: phase ?? '', task: job.task_identifier, wait: s - job.run_at.getTime(), run: now() - s });
-  });
+  for (const events of worker.runners.map((r) => r.events)) {
+    events.on('job:start', ({ job }) => {
+      const payload = job.payload as unknown;
+      if (phase && (Array.isArray(payload) ? payload.some(isMonitor) : isMonitor(payload))) started.set(job.id, now());
+    });
+    events.on('job:complete', ({ job }) => {
+      const s = started.get(job.id);
+      if (s === undefined) return;
+      started.delete(job.id);
+      rows.push({ phase: phase ?? '', task: job.task_identifier, wait: s - job.run_at.getTime(), run: now() - s });
+    });
+  }
   return {
     setPhase(p: string | null) {
       phase = p;

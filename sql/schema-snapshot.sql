@@ -338,13 +338,16 @@ table dsx.side_effects
   column attempts integer not null default 0
   column created_at timestamp with time zone not null default now()
   column executed_at timestamp with time zone
+  column claimed_by_job bigint
+  --   comment: "The graphile-worker job executing this side effect (status executing)."
+  column claimed_at timestamp with time zone
   constraint side_effects_action_check: CHECK ((action = ANY (ARRAY['tag'::text, 'move'::text, 'delete'::text, 'webhook'::text])))
   constraint side_effects_channel_id_fkey: FOREIGN KEY (channel_id) REFERENCES dsx.notification_channels(id) ON DELETE SET NULL
   constraint side_effects_idempotency_key_key: UNIQUE (idempotency_key)
   constraint side_effects_kind_check: CHECK ((kind = ANY (ARRAY['remediation'::text, 'notification'::text])))
   constraint side_effects_pkey: PRIMARY KEY (id)
   constraint side_effects_scan_result_id_fkey: FOREIGN KEY (scan_result_id) REFERENCES dsx.scan_results(id) ON DELETE CASCADE
-  constraint side_effects_status_check: CHECK ((status = ANY (ARRAY['pending'::text, 'done'::text, 'already_done'::text, 'not_supported'::text, 'skipped'::text, 'failed'::text])))
+  constraint side_effects_status_check: CHECK ((status = ANY (ARRAY['pending'::text, 'executing'::text, 'done'::text, 'already_done'::text, 'not_supported'::text, 'skipped'::text, 'failed'::text])))
   index: CREATE UNIQUE INDEX side_effects_idempotency_key_key ON dsx.side_effects USING btree (idempotency_key)
   index: CREATE INDEX side_effects_pending_idx ON dsx.side_effects USING btree (created_at) WHERE (status = 'pending'::text)
   index: CREATE UNIQUE INDEX side_effects_pkey ON dsx.side_effects USING btree (id)
@@ -877,6 +880,49 @@ begin
   end if;
 end $function$
 
+-- function dsx_private.claim_side_effect(p_id bigint, p_job_id bigint)
+--   privileges: default
+CREATE OR REPLACE FUNCTION dsx_private.claim_side_effect(p_id bigint, p_job_id bigint)
+ RETURNS TABLE(claim text, id bigint, kind text, action text, status text, idempotency_key text, outcome text, reason text, scan_result_id bigint, object_identity text, etag text, integration_id bigint, scope_id bigint, full_scan_id bigint, source_type text, correlation_id uuid, finalized_at timestamp with time zone, channel_url text, channel_secret text)
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v dsx.side_effects;
+begin
+  select * into v from dsx.side_effects e where e.id = p_id for update;
+  if not found then
+    claim := 'missing';
+    return next;
+    return;
+  end if;
+  if v.status not in ('pending', 'executing') then
+    claim := 'finished';
+    status := v.status;
+    return next;
+    return;
+  end if;
+  if v.status = 'executing' and v.claimed_by_job is distinct from p_job_id
+     and exists (select 1 from graphile_worker._private_jobs j where j.id = v.claimed_by_job) then
+    claim := 'held';
+    status := v.status;
+    return next;
+    return;
+  end if;
+  update dsx.side_effects e
+     set status = 'executing', claimed_by_job = p_job_id, claimed_at = now(), attempts = e.attempts + 1
+   where e.id = p_id;
+  return query
+    select 'claimed', e.id, e.kind, e.action, 'executing'::text, e.idempotency_key, e.outcome, r.reason, r.id,
+           r.object_identity, r.etag, r.integration_id, r.scope_id, r.full_scan_id, r.source_type, r.correlation_id,
+           r.finalized_at, c.url, cs.secret
+      from dsx.side_effects e
+      join dsx.scan_results r on r.id = e.scan_result_id
+      left join dsx.notification_channels c on c.id = e.channel_id
+      left join dsx_private.notification_channel_secrets cs on cs.channel_id = e.channel_id
+     where e.id = p_id;
+end $function$
+
 -- function dsx_private.complete_if_done(p_ids bigint[])
 --   privileges: default
 CREATE OR REPLACE FUNCTION dsx_private.complete_if_done(p_ids bigint[])
@@ -1148,9 +1194,9 @@ begin
       left join dsx.scan_results r on r.idempotency_key = x.idempotency_key and r.idempotency_key = any(v_keys);
 end $function$
 
--- function dsx_private.finish_side_effect(p_id bigint, p_status text, p_detail text)
+-- function dsx_private.finish_side_effect(p_id bigint, p_job_id bigint, p_status text, p_detail text)
 --   privileges: default
-CREATE OR REPLACE FUNCTION dsx_private.finish_side_effect(p_id bigint, p_status text, p_detail text)
+CREATE OR REPLACE FUNCTION dsx_private.finish_side_effect(p_id bigint, p_job_id bigint, p_status text, p_detail text)
  RETURNS boolean
  LANGUAGE plpgsql
  SET search_path TO 'pg_catalog', 'pg_temp'
@@ -1160,8 +1206,10 @@ declare
   r dsx.scan_results;
 begin
   update dsx.side_effects e
-     set status = p_status, detail = p_detail, attempts = e.attempts + 1, executed_at = now()
-   where e.id = p_id and e.status = 'pending'
+     set status = p_status, detail = p_detail, executed_at = now(),
+         attempts = case when e.status = 'pending' then e.attempts + 1 else e.attempts end
+   where e.id = p_id
+     and (e.status = 'pending' or (e.status = 'executing' and e.claimed_by_job is not distinct from p_job_id))
   returning * into v;
   if not found then
     return false;

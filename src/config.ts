@@ -24,6 +24,7 @@ const envSchema = z.object({
   DSX_PAGE_SIZE: int(500),
   DSX_SCAN_MAX_ATTEMPTS: int(5),
   DSX_WORKER_CONCURRENCY: int(128),
+  DSX_EFFECTS_CONCURRENCY: int(32),
   DSX_WORKER_HEARTBEAT_MS: int(10_000, 100),
   DSX_WORKER_DEAD_AFTER_MS: int(60_000, 500),
   DSX_WEBHOOK_ALLOWED_HOSTS: z.string().default(''),
@@ -52,6 +53,8 @@ export interface Config {
   pageSize: number;
   scanMaxAttempts: number;
   workerConcurrency: number;
+  /** Side-effect jobs (remediation, notification) run at once per worker process, in their own lane. */
+  effectsConcurrency: number;
   /** How often each worker records that it is alive (and sweeps for dead ones). */
   heartbeatMs: number;
   /** A worker silent this long is dead: its jobs are unlocked for others. */
@@ -95,6 +98,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     pageSize: e.DSX_PAGE_SIZE,
     scanMaxAttempts: e.DSX_SCAN_MAX_ATTEMPTS,
     workerConcurrency: e.DSX_WORKER_CONCURRENCY,
+    effectsConcurrency: e.DSX_EFFECTS_CONCURRENCY,
     heartbeatMs: e.DSX_WORKER_HEARTBEAT_MS,
     deadWorkerAfterMs: e.DSX_WORKER_DEAD_AFTER_MS,
     logLevel: e.DSX_LOG_LEVEL,

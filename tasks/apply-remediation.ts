@@ -2,4 +2,4 @@
 import { executeSideEffect } from '../src/pipeline/side-effects.ts';
 import { defineTask } from '../src/worker/define-task.ts';
 
-export default defineTask('apply-remediation', (ctx, job, attempt) => executeSideEffect(ctx, job, attempt));
+export default defineTask('apply-remediation', (ctx, job, attempt) => executeSideEffect(ctx, job, attempt, ctx.hooks.sideEffects));

@@ -38,7 +38,9 @@ t.test('every function, trigger and view is defined exactly once, in sql/functio
     .flatMap((f) => definitions(f.sql).filter((d) => d.kind === 'function').map((d) => d.name));
   for (const m of migrationFiles()) {
     t.same(definitions(m.sql), [], `${m.name} defines no function, trigger or view`);
-    const calls = later.filter((fn) => new RegExp(`\\b${fn.replace('.', '\\.')}\\s*\\(`, 'i').test(code(m.sql)));
+    // A versioned `drop function` of an old signature (rule 2) names a function without calling it.
+    const body = code(m.sql).replace(/\bdrop\s+function\s+(if\s+exists\s+)?[\w.]+\s*\(/gi, '');
+    const calls = later.filter((fn) => new RegExp(`\\b${fn.replace('.', '\\.')}\\s*\\(`, 'i').test(body));
     t.same(calls, [], `${m.name} calls none of the functions applied after the migrations`);
   }
 });

@@ -10,6 +10,7 @@ import { DsxaClient } from '../dsxa/client.ts';
 import { QueueStatistics } from '../db/queue-stats.ts';
 import type { Logger } from '../log.ts';
 import { Batcher } from './batcher.ts';
+import type { SideEffectHooks } from './side-effects.ts';
 
 export interface PipelineContext {
   pool: pg.Pool;
@@ -25,6 +26,13 @@ export interface PipelineContext {
   finalizer: Batcher<FinalizeItem, string>;
   /** Keeps the job table's planner statistics fresh while enumeration fills it. */
   queueStats: QueueStatistics;
+  /** Points where tests pause or fail the pipeline on purpose (crash windows); empty in production. */
+  hooks: PipelineHooks;
+}
+
+/** See PipelineContext.hooks. */
+export interface PipelineHooks {
+  sideEffects?: SideEffectHooks;
 }
 
 export function createPipelineContext(args: { pool: pg.Pool; config: Config; log: Logger; dsxaUrl: string; dsxaToken?: string | null }): PipelineContext {
@@ -44,5 +52,6 @@ export function createPipelineContext(args: { pool: pg.Pool; config: Config; log
     scanned: new Batcher((items) => scanResultsRecordScanned(pool, items), { maxSize: 500, maxDelayMs: 2 }),
     finalizer: new Batcher((items) => scanResultsFinalize(pool, items), { maxSize: 500, maxDelayMs: 2 }),
     queueStats: new QueueStatistics(pool, args.log),
+    hooks: {},
   };
 }

@@ -16,6 +16,8 @@ export const FIRST_PAGE_SIZE = 50;
 export interface Attempt {
   attempts: number;
   maxAttempts: number;
+  /** graphile-worker's id of the job (stable across its retries). */
+  jobId?: string;
 }
 
 export async function beginFullScan(ctx: PipelineContext, job: Job<'full-scan-scope'>): Promise<string> {

@@ -1,13 +1,12 @@
 /**
- * ApplyRemediationJob and SendNotificationJob: execute one decision of the ledger, once. The ledger row
- * is locked while the action runs (a duplicate job skips it), the action itself is idempotent (delete
- * and move report `already_done` when repeated), and the execution is recorded in the same transaction
- * that held the lock. A webhook carries the decision's idempotency key, so a receiver can drop the
- * rare repeat after a crash between delivery and commit.
+ * ApplyRemediationJob and SendNotificationJob: execute one decision of the ledger, once. The job claims
+ * the ledger row (a short transaction; a duplicate job leaves a claimed row to its holder), performs the
+ * action with nothing held, and records the result (another short transaction). The actions are
+ * idempotent (delete and move report `already_done` when repeated) and a webhook carries the decision's
+ * idempotency key, so a receiver can drop the rare repeat after a crash between delivery and record.
  */
-import type pg from 'pg';
 import { sideEffectClaim, sideEffectFinish, type ClaimedEffect } from '../db/sql/side-effects.ts';
-import type { ActionResult } from '../connectors/types.ts';
+import { ConnectorError, type ActionResult } from '../connectors/types.ts';
 import type { Job } from '../jobs/envelope.ts';
 import { deliverWebhook, WebhookError } from '../notify/webhook.ts';
 import type { PipelineContext } from './context.ts';
@@ -41,9 +40,9 @@ async function perform(ctx: PipelineContext, e: ClaimedEffect): Promise<ActionRe
   const connector = await ctx.connectors.get(e.integration_id);
   switch (e.action) {
     case 'delete':
-      return connector.remove(e.object_identity);
+      return connector.remove(e.object_identity, { etag: e.etag });
     case 'move':
-      return connector.quarantine(e.object_identity);
+      return connector.quarantine(e.object_identity, { etag: e.etag, key: e.idempotency_key });
     case 'tag':
       return connector.tag(e.object_identity, { 'dsx-outcome': e.outcome, ...(e.reason ? { 'dsx-reason': e.reason } : {}) });
     default:
@@ -53,58 +52,42 @@ async function perform(ctx: PipelineContext, e: ClaimedEffect): Promise<ActionRe
 
 function retryable(err: unknown): boolean {
   if (err instanceof WebhookError) return err.retryable;
-  const kind = (err as { kind?: string }).kind;
-  return kind === undefined || kind === 'transient';
+  if (err instanceof ConnectorError) return err.retryable;
+  return true; // an unexpected error (a bug, a dropped connection): retried, then recorded as failed
 }
 
-async function withClient<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    return await fn(client);
-  } finally {
-    client.release();
-  }
+/** A pause in tests between performing an effect and recording it (a crash there is what the claim covers). */
+export interface SideEffectHooks {
+  afterPerform?(effectId: number): Promise<void> | void;
 }
 
-/** Executes the side effect named by the job; returns the ledger status it ended in (or why it did nothing). */
+/**
+ * Executes the side effect named by the job; returns the ledger status it ended in (or why it did
+ * nothing). Claim (commit), perform, record (commit): no transaction or pooled connection is held while
+ * a webhook is delivered or a file moved, so a slow receiver cannot starve the pool that scanning and
+ * finalization share. A retry of the same job (after a failure, or after a crash between performing and
+ * recording) continues its own claim and performs the action again: delete and move are idempotent,
+ * and a webhook carries the decision's idempotency key so the receiver can drop the repeat.
+ */
 export async function executeSideEffect(
   ctx: PipelineContext,
   job: Job<'apply-remediation'> | Job<'send-notification'>,
-  attempt: Attempt,
+  attempt: Attempt & { jobId: string },
+  hooks: SideEffectHooks = {},
 ): Promise<string> {
   const id = job.body.side_effect_id;
-  let failure: unknown;
-  const status = await withClient(ctx.pool, async (client) => {
-    await client.query('begin');
-    try {
-      const effect = await sideEffectClaim(client, id);
-      if (!effect) {
-        await client.query('commit');
-        return 'locked-elsewhere-or-missing';
-      }
-      if (effect.status !== 'pending') {
-        await client.query('commit');
-        return effect.status;
-      }
-      let result: ActionResult;
-      try {
-        result = await perform(ctx, effect);
-      } catch (err) {
-        await client.query('rollback');
-        failure = err;
-        return 'error';
-      }
-      await sideEffectFinish(client, id, result.status, result.detail ?? null);
-      await client.query('commit');
-      return result.status;
-    } catch (err) {
-      await client.query('rollback').catch(() => {});
-      throw err;
-    }
-  });
-  if (status !== 'error') return status;
-  if (retryable(failure) && attempt.attempts < attempt.maxAttempts) throw failure;
-  const message = failure instanceof Error ? failure.message : String(failure);
-  await sideEffectFinish(ctx.pool, id, 'failed', message);
-  return 'failed';
+  const claimed = await sideEffectClaim(ctx.pool, id, attempt.jobId);
+  if (claimed.claim !== 'claimed') return claimed.claim === 'finished' ? (claimed.status ?? 'finished') : claimed.claim;
+  let result: ActionResult;
+  try {
+    result = await perform(ctx, claimed.effect);
+  } catch (err) {
+    if (retryable(err) && attempt.attempts < attempt.maxAttempts) throw err;
+    const message = err instanceof Error ? err.message : String(err);
+    await sideEffectFinish(ctx.pool, id, attempt.jobId, 'failed', message);
+    return 'failed';
+  }
+  await hooks.afterPerform?.(id);
+  await sideEffectFinish(ctx.pool, id, attempt.jobId, result.status, result.detail ?? null);
+  return result.status;
 }

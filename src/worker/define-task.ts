@@ -23,14 +23,14 @@ export interface TaskOptions {
 
 export function defineTask<T extends TaskName>(
   name: T,
-  run: (ctx: PipelineContext, job: Job<T>, attempt: Attempt, log: Logger, helpers: JobHelpers) => Promise<unknown>,
+  run: (ctx: PipelineContext, job: Job<T>, attempt: Attempt & { jobId: string }, log: Logger, helpers: JobHelpers) => Promise<unknown>,
   opts: TaskOptions = {},
 ): TaskFactory {
   return (ctx) => {
     const runOne = async (payload: unknown, helpers: JobHelpers): Promise<void> => {
       const job = parseJob(name, payload);
       const log = ctx.log.child({ task: name, job_id: job.job_id, correlation_id: job.correlation_id, worker_job: helpers.job.id });
-      const attempt = { attempts: helpers.job.attempts, maxAttempts: helpers.job.max_attempts };
+      const attempt = { attempts: helpers.job.attempts, maxAttempts: helpers.job.max_attempts, jobId: String(helpers.job.id) };
       const result = await run(ctx, job, attempt, log, helpers);
       log.debug({ result }, `${name} done`);
     };

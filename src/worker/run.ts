@@ -46,9 +46,22 @@ export function parseRoles(spec: string): string[] {
   return [...new Set(roles)];
 }
 
+/**
+ * Lanes: each lane is its own graphile-worker runner in the process, with its own concurrency, so the
+ * jobs of one lane never occupy the slots of another. Side effects wait on receivers and storage
+ * (a webhook may take its whole 10 s timeout): with one runner, a burst of detections aimed at a slow
+ * receiver filled every slot with waiting notifications and scanning and finalization stopped.
+ */
+export const LANES: Record<string, { roles: string[]; concurrency: (config: Config, pipelineConcurrency: number) => number }> = {
+  pipeline: { roles: ['enumerate', 'scan', 'finalize', 'monitor'], concurrency: (_c, n) => n },
+  effects: { roles: ['remediate', 'notify'], concurrency: (c) => c.effectsConcurrency },
+};
+
 export interface WorkerHandle {
-  /** The graphile-worker runner of the moment (replaced after a database outage). */
+  /** The graphile-worker runner of the first lane of the moment (replaced after a database outage). */
   readonly runner: Runner;
+  /** The runners of every lane of the moment. */
+  readonly runners: Runner[];
   context: PipelineContext;
   /** The filesystem watcher, when this process has the monitor role. */
   watcher: WatcherHandle | null;
@@ -67,9 +80,12 @@ export function workerLogger(log: Logger): WorkerLogger {
   });
 }
 
-/** Connections a worker process needs: graphile-worker's own, plus a few per batcher; not one per job. */
+/**
+ * Connections a worker process needs: graphile-worker's own, a few per batcher, and the side-effect
+ * lane's short claims and records; not one per job.
+ */
 export function workerPoolSize(concurrency: number): number {
-  return Math.min(concurrency, 32) + 8;
+  return Math.min(concurrency, 32) + 12;
 }
 
 /** graphile-worker settings every worker process uses (the benchmark's queue ceiling uses them too). */
@@ -97,19 +113,29 @@ export async function startWorker(args: {
 }): Promise<WorkerHandle> {
   const concurrency = args.concurrency ?? args.config.workerConcurrency;
   const context = createPipelineContext(args);
-  const taskList: TaskList = {};
-  for (const role of args.roles) {
-    for (const [name, factory] of Object.entries(ROLE_TASKS[role] ?? {})) taskList[name] = factory(context);
-  }
   let stopping = false;
-  let current!: { runner: Runner; poolIds: string[]; heartbeats: { stop(): Promise<void> }[] };
+  const lanes = Object.entries(LANES)
+    .map(([name, lane]) => {
+      const taskList: TaskList = {};
+      for (const role of lane.roles.filter((r) => args.roles.includes(r))) {
+        for (const [task, factory] of Object.entries(ROLE_TASKS[role] ?? {})) taskList[task] = factory(context);
+      }
+      return { name, taskList, concurrency: lane.concurrency(args.config, concurrency), current: undefined as Generation | undefined };
+    })
+    .filter((l) => Object.keys(l.taskList).length > 0);
+
+  interface Generation {
+    runner: Runner;
+    poolIds: string[];
+    heartbeats: { stop(): Promise<void> }[];
+  }
 
   // graphile-worker shuts its pool down when it loses the database (by design: "should trigger
   // shutdown"). We restart it in place once the database answers again, with backoff, and release
   // the jobs the dead pool held at once (we know it is dead), so a PostgreSQL restart costs seconds.
-  const launch = async (): Promise<void> => {
+  const launch = async (lane: (typeof lanes)[number]): Promise<void> => {
     const events: WorkerEvents = new EventEmitter();
-    const generation = { runner: undefined as unknown as Runner, poolIds: [] as string[], heartbeats: [] as { stop(): Promise<void> }[] };
+    const generation: Generation = { runner: undefined as unknown as Runner, poolIds: [], heartbeats: [] };
     // The pool id is what graphile-worker writes into locked_by (jobs come from the local queue).
     events.on('pool:create', ({ workerPool }) => {
       generation.poolIds.push(workerPool.id);
@@ -119,13 +145,13 @@ export async function startWorker(args: {
     });
     generation.runner = await run({
       pgPool: args.pool,
-      taskList,
+      taskList: lane.taskList,
       events,
       noHandleSignals: true,
-      logger: workerLogger(args.log),
-      preset: workerPreset(concurrency, args.pollIntervalMs),
+      logger: workerLogger(args.log.child({ lane: lane.name })),
+      preset: workerPreset(lane.concurrency, args.pollIntervalMs),
     });
-    current = generation;
+    lane.current = generation;
     // The pool ends when it shuts down, or is crippled when one of its workers cannot release a job
     // ("committing seppuku"): either way, unless we asked for it, replace it with a new pool.
     let over = false;
@@ -135,38 +161,41 @@ export async function startWorker(args: {
       void generation.runner.kill('database connection lost').catch(() => {});
       await Promise.all(generation.heartbeats.map((h) => h.stop()));
       if (stopping) return;
-      args.log.error({ err: err instanceof Error ? err.message : err }, 'worker pool stopped (database unreachable?); restarting it when the database answers');
-      await relaunch(generation.poolIds);
+      args.log.error({ lane: lane.name, err: err instanceof Error ? err.message : err }, 'worker pool stopped (database unreachable?); restarting it when the database answers');
+      await relaunch(lane, generation.poolIds);
     };
     generation.runner.promise.then(() => ended(), ended);
     events.on('pool:fatalError', ({ error }) => void ended(error));
     events.on('worker:fatalError', ({ error }) => void ended(error));
   };
-  const relaunch = async (deadPoolIds: string[]): Promise<void> => {
+  const relaunch = async (lane: (typeof lanes)[number], deadPoolIds: string[]): Promise<void> => {
     for (let delay = 250; !stopping; delay = Math.min(delay * 2, 10_000)) {
       try {
         await args.pool.query('select graphile_worker.force_unlock_workers($1)', [deadPoolIds]);
-        await launch();
-        args.log.warn('worker pool restarted');
+        await launch(lane);
+        args.log.warn({ lane: lane.name }, 'worker pool restarted');
         return;
       } catch {
         await new Promise((r) => setTimeout(r, delay));
       }
     }
   };
-  await launch();
+  for (const lane of lanes) await launch(lane);
   const watcher = args.roles.includes('monitor') ? startWatcher({ pool: args.pool, log: args.log, syncMs: args.config.monitorSyncMs }) : null;
   return {
     get runner() {
-      return current.runner;
+      return lanes[0]!.current!.runner;
+    },
+    get runners() {
+      return lanes.map((l) => l.current!.runner);
     },
     context,
     watcher,
     async stop() {
       stopping = true;
       await watcher?.stop();
-      await current.runner.stop().catch(() => {});
-      await Promise.all(current.heartbeats.map((h) => h.stop()));
+      await Promise.all(lanes.map((l) => l.current!.runner.stop().catch(() => {})));
+      await Promise.all(lanes.flatMap((l) => l.current!.heartbeats.map((h) => h.stop())));
     },
   };
 }

@@ -1,17 +1,20 @@
-/** Runtime SQL for the side-effect ledger: claim one pending effect, record its execution. */
+/** Runtime SQL for the side-effect ledger: claim one effect for a job, record its execution. */
 import type pg from 'pg';
 
-/** A pending side effect with what is needed to execute it. */
+type Queryable = Pick<pg.Pool, 'query'>;
+
+/** A claimed side effect with what is needed to execute it. */
 export interface ClaimedEffect {
   id: number;
   kind: 'remediation' | 'notification';
   action: 'tag' | 'move' | 'delete' | 'webhook';
-  status: string;
   idempotency_key: string;
   outcome: string;
   reason: string | null;
   scan_result_id: number;
   object_identity: string;
+  /** The etag recorded with the scanned version (null where the store has none). */
+  etag: string | null;
   integration_id: number;
   scope_id: number;
   full_scan_id: number | null;
@@ -23,28 +26,33 @@ export interface ClaimedEffect {
 }
 
 /**
- * Locks the effect row for the duration of the caller's transaction (SKIP LOCKED: null when another
- * worker holds it, which then executes it) and returns it with its object and channel.
+ * What claiming gave: the effect to execute now, or why not (`held` by another job that still exists,
+ * `finished` before with `status`, `missing`).
  */
-export async function sideEffectClaim(client: pg.PoolClient, id: number): Promise<ClaimedEffect | null> {
-  const { rows } = await client.query(
-    `select e.id::float8 as id, e.kind, e.action, e.status, e.idempotency_key, e.outcome, r.reason,
-            r.id::float8 as scan_result_id, r.object_identity, r.integration_id::float8 as integration_id,
-            r.scope_id::float8 as scope_id, r.full_scan_id::float8 as full_scan_id, r.source_type,
-            r.correlation_id, r.finalized_at, c.url as channel_url, cs.secret as channel_secret
-       from dsx.side_effects e
-       join dsx.scan_results r on r.id = e.scan_result_id
-       left join dsx.notification_channels c on c.id = e.channel_id
-       left join dsx_private.notification_channel_secrets cs on cs.channel_id = e.channel_id
-      where e.id = $1
-        for update of e skip locked`,
-    [id],
+export type Claim = { claim: 'claimed'; effect: ClaimedEffect } | { claim: 'held' | 'finished' | 'missing'; status: string | null };
+
+/**
+ * Claims the effect for graphile-worker job `jobId` (dsx_private.claim_side_effect), in its own short
+ * transaction: the action then runs with no transaction or row lock held.
+ */
+export async function sideEffectClaim(db: Queryable, id: number, jobId: string): Promise<Claim> {
+  const { rows } = await db.query(
+    `select claim, id::float8 as id, kind, action, status, idempotency_key, outcome, reason,
+            scan_result_id::float8 as scan_result_id, object_identity, etag, integration_id::float8 as integration_id,
+            scope_id::float8 as scope_id, full_scan_id::float8 as full_scan_id, source_type, correlation_id, finalized_at,
+            channel_url, channel_secret
+       from dsx_private.claim_side_effect($1, $2)`,
+    [id, jobId],
   );
-  return (rows[0] as ClaimedEffect | undefined) ?? null;
+  const r = rows[0] as (ClaimedEffect & { claim: Claim['claim']; status: string | null }) | undefined;
+  if (!r) return { claim: 'missing', status: null };
+  if (r.claim !== 'claimed') return { claim: r.claim, status: r.status };
+  const { claim: _, status: __, ...effect } = r;
+  return { claim: 'claimed', effect };
 }
 
-/** Records the execution once (dsx_private.finish_side_effect); false when it was already recorded. */
-export async function sideEffectFinish(db: Pick<pg.Pool, 'query'>, id: number, status: string, detail: string | null): Promise<boolean> {
-  const { rows } = await db.query<{ r: boolean }>('select dsx_private.finish_side_effect($1, $2, $3) as r', [id, status, detail]);
+/** Records the execution once, for the claiming job (dsx_private.finish_side_effect); false when already recorded. */
+export async function sideEffectFinish(db: Queryable, id: number, jobId: string, status: string, detail: string | null): Promise<boolean> {
+  const { rows } = await db.query<{ r: boolean }>('select dsx_private.finish_side_effect($1, $2, $3, $4) as r', [id, jobId, status, detail]);
   return rows[0]!.r;
 }
