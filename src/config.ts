@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { DEFAULT_API_LIMITS, type ApiLimits } from './server/api-limits.ts';
 
 /** The project's root directory (where package.json is). */
 export const PROJECT_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -33,6 +34,13 @@ const envSchema = z.object({
   DSX_EVENT_MAX_BYTES: int(1_048_576, 1024),
   DSX_API_URL: optionalText,
   DSX_API_TOKEN: optionalText,
+  DSX_API_MAX_BODY_BYTES: int(DEFAULT_API_LIMITS.maxBodyBytes, 1024),
+  DSX_API_MAX_PAGE_SIZE: int(DEFAULT_API_LIMITS.maxPageSize),
+  DSX_API_DEFAULT_PAGE_SIZE: int(DEFAULT_API_LIMITS.defaultPageSize),
+  DSX_API_MAX_DEPTH: int(DEFAULT_API_LIMITS.maxDepth),
+  DSX_API_MAX_ROOT_FIELDS: int(DEFAULT_API_LIMITS.maxRootFields),
+  DSX_API_MAX_ALIASES: int(DEFAULT_API_LIMITS.maxAliases, 0),
+  DSX_API_MAX_COST: int(DEFAULT_API_LIMITS.maxCost),
   DSX_JWT_SECRET: z.string().min(32, 'must be at least 32 characters (HS256 key)').optional(),
   DSX_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -73,6 +81,8 @@ export interface Config {
   apiUrl: string | undefined;
   /** Bearer token the CLI sends to the API (an API token or a JWT). */
   apiToken: string | undefined;
+  /** What one GraphQL request may ask of the API. */
+  apiLimits: ApiLimits;
 }
 
 /** Reads and validates the environment; throws a message naming the bad variable. */
@@ -83,6 +93,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new Error(`invalid environment variable ${String(issue?.path.join('.'))}: ${issue?.message}`);
   }
   const e = parsed.data;
+  if (e.DSX_API_DEFAULT_PAGE_SIZE > e.DSX_API_MAX_PAGE_SIZE) {
+    throw new Error(`invalid environment variable DSX_API_DEFAULT_PAGE_SIZE: ${e.DSX_API_DEFAULT_PAGE_SIZE} is above DSX_API_MAX_PAGE_SIZE (${e.DSX_API_MAX_PAGE_SIZE}); lower it or raise DSX_API_MAX_PAGE_SIZE`);
+  }
   return {
     databaseUrl: e.DATABASE_URL,
     dataDir: path.resolve(e.DSX_DATA_DIR ?? path.join(PROJECT_DIR, '.dsx-data')),
@@ -106,5 +119,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     jwtSecret: e.DSX_JWT_SECRET,
     apiUrl: e.DSX_API_URL,
     apiToken: e.DSX_API_TOKEN,
+    apiLimits: {
+      maxBodyBytes: e.DSX_API_MAX_BODY_BYTES,
+      maxPageSize: e.DSX_API_MAX_PAGE_SIZE,
+      defaultPageSize: e.DSX_API_DEFAULT_PAGE_SIZE,
+      maxDepth: e.DSX_API_MAX_DEPTH,
+      maxRootFields: e.DSX_API_MAX_ROOT_FIELDS,
+      maxAliases: e.DSX_API_MAX_ALIASES,
+      maxCost: e.DSX_API_MAX_COST,
+    },
   };
 }

@@ -6,13 +6,18 @@
 import './graphile-env.ts'; // first: before postgraphile loads
 import http from 'node:http';
 import type net from 'node:net';
+import type stream from 'node:stream';
 import type pg from 'pg';
+import { WebSocketServer } from 'ws';
+import { useServer } from 'graphql-ws/use/ws';
 import { postgraphile } from 'postgraphile';
+import { makeGraphQLWSConfig } from 'postgraphile/grafserv';
 import { grafserv } from 'postgraphile/grafserv/node';
 import { PgSubscriber } from 'postgraphile/adaptors/pg';
 import { makePreset } from '../../graphql/preset.ts';
 import { log as defaultLog, type Logger } from '../log.ts';
 import { createEventIntake } from '../monitor/intake.ts';
+import { DEFAULT_API_LIMITS, type ApiLimits } from './api-limits.ts';
 import { AuthError, identify, type AuthOptions, type Identity } from './auth.ts';
 
 export interface ApiServer {
@@ -28,15 +33,18 @@ export async function startApiServer(args: {
   host?: string;
   /** Event intake (POST /events/:integrationId): largest body accepted. */
   eventMaxBytes?: number;
+  /** What one GraphQL request may ask; unset ones take DEFAULT_API_LIMITS. */
+  limits?: Partial<ApiLimits>;
   log?: Logger;
 }): Promise<ApiServer> {
+  const limits: ApiLimits = { ...DEFAULT_API_LIMITS, ...args.limits };
   // Our own LISTEN connection (one pool client), released by close() so the pool can end.
   const subscriber = new PgSubscriber(args.pool);
   // HTTP requests are authenticated here, before GraphQL, so a missing or bad token is a 401 with
   // extensions.code UNAUTHENTICATED (an error thrown from the GraphQL context comes out of grafserv as
   // a 500 without its code). The identity rides along to the context; websockets authenticate there.
   const identities = new WeakMap<http.IncomingMessage, Identity>();
-  const pgl = postgraphile(makePreset({ pool: args.pool, subscriber, auth: args.auth, identityOf: (req) => identities.get(req) }));
+  const pgl = postgraphile(makePreset({ pool: args.pool, subscriber, auth: args.auth, limits, identityOf: (req) => identities.get(req) }));
   await pgl.getSchema(); // fail at start, not at the first request, if the schema cannot be built
   const serv = pgl.createServ(grafserv);
   const handler = serv.createHandler();
@@ -78,16 +86,19 @@ export async function startApiServer(args: {
     }
     handler(req, res);
   });
-  const upgrade = await serv.getUpgradeHandler();
-  const sockets = new Set<net.Socket>();
+  // Websockets: graphql-ws over grafserv's own configuration, on a ws server of ours because grafserv's
+  // takes ws's default message limit (100 MiB, read and parsed before authentication).
+  const wsServer = new WebSocketServer({ noServer: true, maxPayload: limits.maxBodyBytes });
+  const graphqlWs = useServer(makeGraphQLWSConfig(serv) as Parameters<typeof useServer>[0], wsServer);
+  const sockets = new Set<stream.Duplex>();
   server.on('upgrade', (req, socket, head) => {
-    if (upgrade && serv.shouldHandleUpgrade(req, socket, head)) {
-      sockets.add(socket as net.Socket);
-      socket.once('close', () => sockets.delete(socket as net.Socket));
-      upgrade(req, socket, head);
-    } else {
+    if (!serv.shouldHandleUpgrade(req, socket, head)) {
       socket.destroy();
+      return;
     }
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    wsServer.handleUpgrade(req, socket, head, (ws) => wsServer.emit('connection', ws, req));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -108,6 +119,7 @@ export async function startApiServer(args: {
       }, 3000);
       await closed;
       clearTimeout(grace);
+      await graphqlWs.dispose(); // closes the ws server too
       subscriber.release();
       await serv.release(); // releases the PostGraphile instance too
     },
