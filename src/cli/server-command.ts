@@ -31,6 +31,7 @@ export async function startApi(config: Config, dbUrl: string, opts: { open: bool
       host: opts.host,
       eventMaxBytes: config.eventMaxBytes,
       limits: config.apiLimits,
+      allowedOrigins: config.apiAllowedOrigins,
       log,
       auth: { mode: opts.open ? 'open' : 'token', jwtSecret: config.jwtSecret, pool },
     });

@@ -1,7 +1,9 @@
 /**
  * The HTTP server: GraphQL at /graphql (HTTP, and websockets with the graphql-ws protocol), the Ruru
  * GraphiQL page at /, /healthz (the process is up) and /readyz (database reachable, schema built).
- * close() stops accepting, ends open websockets and waits for requests in flight.
+ * What PostGraphile serves (GraphQL, GraphiQL) first passes the origin guard (src/server/origin-guard.ts):
+ * a refused request gets 403 before any GraphQL, a refused websocket upgrade gets 403 before any
+ * graphql-ws message. close() stops accepting, ends open websockets and waits for requests in flight.
  */
 import './graphile-env.ts'; // first: before postgraphile loads
 import http from 'node:http';
@@ -19,6 +21,14 @@ import { log as defaultLog, type Logger } from '../log.ts';
 import { createEventIntake } from '../monitor/intake.ts';
 import { DEFAULT_API_LIMITS, type ApiLimits } from './api-limits.ts';
 import { AuthError, identify, type AuthOptions, type Identity } from './auth.ts';
+import { checkOrigin, refusalBody, type OriginPolicy, type OriginVerdict } from './origin-guard.ts';
+
+/** What an allowed foreign browser origin may send (CORS preflight answer). */
+const CORS_PREFLIGHT = {
+  'access-control-allow-methods': 'GET, POST, OPTIONS',
+  'access-control-allow-headers': 'authorization, content-type, accept',
+  'access-control-max-age': '600',
+};
 
 export interface ApiServer {
   url: string;
@@ -35,9 +45,13 @@ export async function startApiServer(args: {
   eventMaxBytes?: number;
   /** What one GraphQL request may ask; unset ones take DEFAULT_API_LIMITS. */
   limits?: Partial<ApiLimits>;
+  /** Browser origins allowed besides the server's own (and, in open mode, loopback ones). */
+  allowedOrigins?: readonly string[];
   log?: Logger;
 }): Promise<ApiServer> {
   const limits: ApiLimits = { ...DEFAULT_API_LIMITS, ...args.limits };
+  const policy: OriginPolicy = { open: args.auth.mode === 'open', allowedOrigins: args.allowedOrigins ?? [], listenHost: args.host };
+  const guard = (req: http.IncomingMessage): OriginVerdict => checkOrigin(policy, { origin: req.headers.origin, host: req.headers.host });
   // Our own LISTEN connection (one pool client), released by close() so the pool can end.
   const subscriber = new PgSubscriber(args.pool);
   // HTTP requests are authenticated here, before GraphQL, so a missing or bad token is a 401 with
@@ -65,6 +79,19 @@ export async function startApiServer(args: {
         (err: Error) => res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'unavailable', error: err.message })),
       );
       return;
+    }
+    const verdict = guard(req);
+    if (!verdict.ok) {
+      res.writeHead(403, { 'content-type': 'application/json' }).end(refusalBody(verdict));
+      return;
+    }
+    if (verdict.corsOrigin) {
+      res.setHeader('access-control-allow-origin', verdict.corsOrigin);
+      res.setHeader('vary', 'Origin');
+      if (req.method === 'OPTIONS') {
+        res.writeHead(204, CORS_PREFLIGHT).end();
+        return;
+      }
     }
     if (path === '/graphql' && (req.method === 'POST' || req.method === 'GET')) {
       identify(args.auth, req.headers.authorization).then(
@@ -94,6 +121,13 @@ export async function startApiServer(args: {
   server.on('upgrade', (req, socket, head) => {
     if (!serv.shouldHandleUpgrade(req, socket, head)) {
       socket.destroy();
+      return;
+    }
+    const verdict = guard(req);
+    if (!verdict.ok) {
+      const body = refusalBody(verdict);
+      socket.on('error', () => socket.destroy()); // a client gone before the answer is nobody's error
+      socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
       return;
     }
     sockets.add(socket);
