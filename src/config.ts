@@ -5,12 +5,27 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { DEFAULT_API_LIMITS, type ApiLimits } from './server/api-limits.ts';
+import { parseOrigin } from './server/origin-guard.ts';
 
 /** The project's root directory (where package.json is). */
 export const PROJECT_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 const int = (def: number, min = 1) => z.coerce.number().int().min(min).default(def);
 const optionalText = z.string().trim().min(1).optional().catch(undefined);
+/** Comma-separated origins, each normalized (`https://Console.Example.com/` -> `https://console.example.com`). */
+const origins = z
+  .string()
+  .default('')
+  .transform((value, ctx) => {
+    const out: string[] = [];
+    for (const entry of value.split(',').map((o) => o.trim()).filter(Boolean)) {
+      const origin = parseOrigin(entry);
+      if (origin) out.push(origin);
+      else ctx.addIssue({ code: 'custom', message: `${JSON.stringify(entry)} is not an origin: give scheme://host[:port] with no path, e.g. https://console.example.com` });
+    }
+    return out;
+  });
 
 const envSchema = z.object({
   DATABASE_URL: optionalText,
@@ -34,6 +49,14 @@ const envSchema = z.object({
   DSX_EVENT_MAX_BYTES: int(1_048_576, 1024),
   DSX_API_URL: optionalText,
   DSX_API_TOKEN: optionalText,
+  DSX_API_ALLOWED_ORIGINS: origins,
+  DSX_API_MAX_BODY_BYTES: int(DEFAULT_API_LIMITS.maxBodyBytes, 1024),
+  DSX_API_MAX_PAGE_SIZE: int(DEFAULT_API_LIMITS.maxPageSize),
+  DSX_API_DEFAULT_PAGE_SIZE: int(DEFAULT_API_LIMITS.defaultPageSize),
+  DSX_API_MAX_DEPTH: int(DEFAULT_API_LIMITS.maxDepth),
+  DSX_API_MAX_ROOT_FIELDS: int(DEFAULT_API_LIMITS.maxRootFields),
+  DSX_API_MAX_ALIASES: int(DEFAULT_API_LIMITS.maxAliases, 0),
+  DSX_API_MAX_COST: int(DEFAULT_API_LIMITS.maxCost),
   DSX_JWT_SECRET: z.string().min(32, 'must be at least 32 characters (HS256 key)').optional(),
   DSX_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -76,6 +99,10 @@ export interface Config {
   apiUrl: string | undefined;
   /** Bearer token the CLI sends to the API (an API token or a JWT). */
   apiToken: string | undefined;
+  /** Browser origins the API accepts besides its own (and loopback ones when open). */
+  apiAllowedOrigins: string[];
+  /** What one GraphQL request may ask of the API. */
+  apiLimits: ApiLimits;
 }
 
 /** Reads and validates the environment; throws a message naming the bad variable. */
@@ -86,6 +113,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new Error(`invalid environment variable ${String(issue?.path.join('.'))}: ${issue?.message}`);
   }
   const e = parsed.data;
+  if (e.DSX_API_DEFAULT_PAGE_SIZE > e.DSX_API_MAX_PAGE_SIZE) {
+    throw new Error(`invalid environment variable DSX_API_DEFAULT_PAGE_SIZE: ${e.DSX_API_DEFAULT_PAGE_SIZE} is above DSX_API_MAX_PAGE_SIZE (${e.DSX_API_MAX_PAGE_SIZE}); lower it or raise DSX_API_MAX_PAGE_SIZE`);
+  }
   return {
     databaseUrl: e.DATABASE_URL,
     dataDir: path.resolve(e.DSX_DATA_DIR ?? path.join(PROJECT_DIR, '.dsx-data')),
@@ -110,5 +140,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     jwtSecret: e.DSX_JWT_SECRET,
     apiUrl: e.DSX_API_URL,
     apiToken: e.DSX_API_TOKEN,
+    apiAllowedOrigins: e.DSX_API_ALLOWED_ORIGINS,
+    apiLimits: {
+      maxBodyBytes: e.DSX_API_MAX_BODY_BYTES,
+      maxPageSize: e.DSX_API_MAX_PAGE_SIZE,
+      defaultPageSize: e.DSX_API_DEFAULT_PAGE_SIZE,
+      maxDepth: e.DSX_API_MAX_DEPTH,
+      maxRootFields: e.DSX_API_MAX_ROOT_FIELDS,
+      maxAliases: e.DSX_API_MAX_ALIASES,
+      maxCost: e.DSX_API_MAX_COST,
+    },
   };
 }

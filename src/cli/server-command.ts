@@ -30,6 +30,8 @@ export async function startApi(config: Config, dbUrl: string, opts: { open: bool
       port: opts.port ?? config.port,
       host: opts.host,
       eventMaxBytes: config.eventMaxBytes,
+      limits: config.apiLimits,
+      allowedOrigins: config.apiAllowedOrigins,
       log,
       auth: { mode: opts.open ? 'open' : 'token', jwtSecret: config.jwtSecret, pool },
     });
