@@ -262,7 +262,9 @@ export async function ensureEmbeddedPostgres(opts: EmbeddedOptions): Promise<Emb
         server = await startCluster({ clusterDir: layout.clusterDir, port: opts.port, settings, account, onLog });
       } catch (err) {
         // Another process started it between our probe and our start: use that one.
-        const probeUrl = urlFor(opts.port, { name: 'postgres', password: LEGACY_PASSWORD }, 'postgres');
+        const probeUrl = creds
+          ? urlFor(opts.port, creds.superuser, 'postgres')
+          : urlFor(opts.port, { name: 'postgres', password: LEGACY_PASSWORD }, 'postgres');
         if (!(err instanceof ClusterBusyError && (await waitForOtherStarter(probeUrl, opts.port)))) {
           throw new Error(
             `could not start the embedded PostgreSQL in ${layout.clusterDir} on port ${opts.port} (${(err as Error).message}); ` +
