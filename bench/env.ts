@@ -33,7 +33,7 @@ export async function startServer(): Promise<BenchServer> {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dsx-bench-pg-'));
     fs.chmodSync(tmp, 0o755);
     // track_commit_timestamp: the progress-latency scenario reads when each NOTIFY's transaction committed.
-    server = await ensureEmbeddedPostgres({ dataDir: tmp, port: await freePort(), settings: { track_functions: 'pl', track_commit_timestamp: 'on' } });
+    server = await ensureEmbeddedPostgres({ dataDir: tmp, port: await freePort(), settings: { track_functions: 'pl', track_commit_timestamp: 'on' }, onNotice: () => {} });
     adminUrl = server.adminUrl;
   }
   const c = new pg.Client({ connectionString: adminUrl });

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { PROJECT_DIR } from '../src/config.ts';
-import { createDatabaseIfMissing, makePool } from '../src/db/connect.ts';
-import { databaseUrl, ensureEmbeddedPostgres } from '../src/db/embedded.ts';
+import { makePool } from '../src/db/connect.ts';
+import { ensureEmbeddedPostgres } from '../src/db/embedded.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { fullScanStart, fullScanVerify } from '../src/db/sql/full-scans.ts';
 import { freePort } from '../src/testing/ports.ts';
@@ -16,14 +16,14 @@ t.test('workers survive a PostgreSQL restart mid-scan, and the scan completes', 
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dsx-restart-pg-'));
   fs.chmodSync(dataDir, 0o755);
   const port = await freePort();
-  const start = () => ensureEmbeddedPostgres({ dataDir, port, settings: { fsync: 'off' } });
+  const start = () => ensureEmbeddedPostgres({ dataDir, port, settings: { fsync: 'off' }, onNotice: () => {} });
   let server = await start();
   t.teardown(async () => {
     await server.stop();
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
-  await createDatabaseIfMissing(server.adminUrl, 'dsx');
-  const url = databaseUrl(server.adminUrl, 'dsx');
+  // The product's own connection: the owner role (not a superuser) on the `dsx` database.
+  const url = server.url;
   const pool = makePool(url, 5);
   t.teardown(() => pool.end());
   await migrate(pool);

@@ -5,6 +5,7 @@ import { startDev } from '../dev.ts';
 import { log } from '../log.ts';
 import { registerCatalogCommands } from './catalog-commands.ts';
 import { action } from './common.ts';
+import { registerDatabaseCommands } from './database-commands.ts';
 import { registerRuntimeCommands, untilSignal } from './runtime-commands.ts';
 import { registerScanCommands } from './scan-commands.ts';
 import { registerServerCommand, startApi } from './server-command.ts';
@@ -33,6 +34,7 @@ registerScanCommands(program);
 registerRuntimeCommands(program);
 registerServerCommand(program);
 registerTokenCommands(program);
+registerDatabaseCommands(program);
 
 program
   .command('dev')

@@ -1,10 +1,10 @@
 /**
- * Opens the product's database: DATABASE_URL when set (PostgreSQL 14+), else the embedded server with
- * a `dsx` database on it. Migrations are applied on open unless asked not to.
+ * Opens the product's database: DATABASE_URL when set (PostgreSQL 14+), else the embedded server's `dsx`
+ * database, connected as its owner role (not a superuser). Migrations are applied on open unless asked not to.
  */
 import pg from 'pg';
 import type { Config } from '../config.ts';
-import { databaseUrl, ensureEmbeddedPostgres, type EmbeddedServer } from './embedded.ts';
+import { ensureEmbeddedPostgres, type EmbeddedServer } from './embedded.ts';
 import { migrate } from './migrate.ts';
 
 /** An open database: its URL, a shared pool, and how to close both. */
@@ -15,17 +15,20 @@ export interface Database {
   close(): Promise<void>;
 }
 
-const EMBEDDED_DATABASE = 'dsx';
 const MIN_SERVER_VERSION = 140000;
 
-/** Creates `name` on the server of `adminUrl` when it does not exist yet (safe under concurrency). */
-export async function createDatabaseIfMissing(adminUrl: string, name: string): Promise<void> {
+/**
+ * Creates `name` on the server of `adminUrl` when it does not exist yet (safe under concurrency), owned
+ * by `opts.owner` when given (then `adminUrl`'s role must be a superuser or a member of that role).
+ */
+export async function createDatabaseIfMissing(adminUrl: string, name: string, opts: { owner?: string } = {}): Promise<void> {
   const client = new pg.Client({ connectionString: adminUrl });
   await client.connect();
   try {
     const { rowCount } = await client.query('select 1 from pg_database where datname = $1', [name]);
     if (!rowCount) {
-      await client.query(`create database ${client.escapeIdentifier(name)}`).catch((err: { code?: string }) => {
+      const owner = opts.owner ? ` owner ${client.escapeIdentifier(opts.owner)}` : '';
+      await client.query(`create database ${client.escapeIdentifier(name)}${owner}`).catch((err: { code?: string }) => {
         if (err.code !== '42P04' && err.code !== '23505') throw err; // created meanwhile by another process
       });
     }
@@ -44,16 +47,16 @@ export function makePool(url: string, max: number): pg.Pool {
   return pool;
 }
 
+/** Opens DATABASE_URL or the embedded server (see the module comment), checks the version, migrates. */
 export async function openDatabase(
   config: Config,
-  opts: { migrate?: boolean; poolSize?: number; onLog?: (m: string) => void } = {},
+  opts: { migrate?: boolean; poolSize?: number; onLog?: (m: string) => void; onNotice?: (m: string) => void } = {},
 ): Promise<Database> {
   let url = config.databaseUrl;
   let embedded: EmbeddedServer | undefined;
   if (!url) {
-    embedded = await ensureEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, onLog: opts.onLog });
-    await createDatabaseIfMissing(embedded.adminUrl, EMBEDDED_DATABASE);
-    url = databaseUrl(embedded.adminUrl, EMBEDDED_DATABASE);
+    embedded = await ensureEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, onLog: opts.onLog, onNotice: opts.onNotice });
+    url = embedded.url;
   }
   const pool = makePool(url, opts.poolSize ?? 10);
   try {
