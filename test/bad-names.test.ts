@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { FilesystemConnector } from '../src/connectors/filesystem.ts';
+import { FilesystemConnector } from '../src/connectors/filesystem/index.ts';
 import { bytesFromName, nameFromBytes } from '../src/connectors/identity.ts';
 import { fullScanStart, fullScanVerify } from '../src/db/sql/full-scans.ts';
 import { EICAR } from '../src/testing/fixtures.ts';

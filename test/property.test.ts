@@ -13,7 +13,7 @@ import fc from 'fast-check';
 import type pg from 'pg';
 import t, { type Test } from 'tap';
 import { z } from 'zod';
-import { FilesystemConnector } from '../src/connectors/filesystem.ts';
+import { FilesystemConnector } from '../src/connectors/filesystem/index.ts';
 import { bytesFromName, isWithin, nameFromBytes, normalizeRelativePath } from '../src/connectors/identity.ts';
 import { ConnectorError } from '../src/connectors/types.ts';
 import { fullScanStart } from '../src/db/sql/full-scans.ts';
