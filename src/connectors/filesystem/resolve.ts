@@ -70,9 +70,20 @@ async function resolve(root: OpenRoot, identity: string, want: 'entry' | 'dir'):
   let links = 0;
   let keep = false;
 
-  const follow = async (name: Buffer) => {
+  /** Continues the walk with a symlink's target; 'missing' when the link vanished meanwhile. */
+  const follow = async (name: Buffer): Promise<'missing' | undefined> => {
     if (++links > MAX_SYMLINKS) throw new ConnectorError('invalid', `${shown} has too many levels of symbolic links`);
-    const target = await readlinkAt(top(), name);
+    let target: Buffer;
+    try {
+      target = await readlinkAt(top(), name);
+    } catch (err) {
+      const code = errno(err);
+      if (code === 'ENOENT' || code === 'ENOTDIR') return 'missing';
+      if (code !== 'EINVAL') throw classify(err, shown);
+      // No longer a symlink (swapped back): look at the same component again (bounded by `links`).
+      pending.unshift(name);
+      return undefined;
+    }
     if (target[0] === 0x2f) {
       const rest = stripDir(target, await root.real()) ?? stripDir(target, root.bytes);
       if (rest === null) {
@@ -116,7 +127,7 @@ async function resolve(root: OpenRoot, identity: string, want: 'entry' | 'dir'):
         const st = await lstatOrNull(name);
         if (st === null) return 'missing';
         if (st.isSymbolicLink()) {
-          await follow(name);
+          if ((await follow(name)) === 'missing') return 'missing';
           continue;
         }
         keep = true;
@@ -131,7 +142,7 @@ async function resolve(root: OpenRoot, identity: string, want: 'entry' | 'dir'):
         const st = await lstatOrNull(name);
         if (st === null) return 'missing';
         if (st.isSymbolicLink()) {
-          await follow(name);
+          if ((await follow(name)) === 'missing') return 'missing';
           continue;
         }
         if (st.isDirectory()) throw new ConnectorError('transient', `${shown} changed while it was being opened; retry`, { cause: err });
