@@ -32,6 +32,10 @@ if (!adminUrl) {
   stop = () => server.stop();
 }
 
+// The test configuration's DSX_DATA_DIR (test/helpers/pipeline.ts): quarantined test files land here,
+// not in the project's .dsx-data.
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dsx-test-data-'));
+
 let code = 1;
 try {
   const admin = new pg.Client({ connectionString: adminUrl });
@@ -50,11 +54,12 @@ try {
     env: {
       ...process.env,
       PATH: `${path.join(PROJECT_DIR, 'node_modules', '.bin')}${path.delimiter}${process.env.PATH ?? ''}`,
-      DSX_TEST_ADMIN_URL: adminUrl, DSX_TEST_TEMPLATE: TEMPLATE, DSX_LOG_LEVEL: process.env.DSX_LOG_LEVEL ?? 'silent' },
+      DSX_TEST_ADMIN_URL: adminUrl, DSX_TEST_TEMPLATE: TEMPLATE, DSX_TEST_DATA_DIR: dataDir, DSX_LOG_LEVEL: process.env.DSX_LOG_LEVEL ?? 'silent' },
   });
   code = await new Promise<number>((resolve) => child.once('exit', (c) => resolve(c ?? 1)));
 } finally {
   await stop();
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  fs.rmSync(dataDir, { recursive: true, force: true });
 }
 process.exit(code);
