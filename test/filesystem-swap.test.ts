@@ -4,8 +4,10 @@
  * holding canary files, the connector reads, stats, deletes, quarantines and lists the file below it in
  * a loop. Nothing outside the root may be read, listed, moved or deleted, and nothing may land outside
  * the quarantine directory. (Against the connector that checked real paths and then acted on path
- * strings, this found canary bytes served and canaries deleted within the first second.)
+ * strings, this listed outside files and deleted canaries within 3 s.) And without /proc/self/fd,
+ * which that guarantee rests on, every operation must fail closed.
  */
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -140,4 +142,43 @@ t.test('a directory swapped for a symlink mid-operation never lets a read, stat,
   t.same(fs.readdirSync(base).sort(), ['outside', 'quarantine', 'root'], 'nothing was created beside them');
   t.ok(swaps >= 50, `the attacker swapped ${swaps} times`);
   t.ok((outcomes.get('ok') ?? 0) > 0 && (outcomes.get('escape') ?? 0) > 0, 'operations both succeeded and met the symlink (the race was really run)');
+});
+
+t.test('without /proc/self/fd every operation fails closed with a clear error and touches nothing', async (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'dsx-noproc-'));
+  t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(root, 'a.txt'), 'a');
+  // A private mount namespace without /proc (needs root and unshare(1)): the real condition, not a switch.
+  const usable = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'umount -l /proc && test ! -e /proc/self'], { stdio: 'ignore' });
+  if (usable.status !== 0) {
+    t.comment('cannot build a process without /proc here (needs root and unshare); checking that this process has it');
+    t.equal(fs.readlinkSync('/proc/self/cwd'), process.cwd(), '/proc/self is usable, so the connector acts through held descriptors');
+    return;
+  }
+  const entry = new URL('../src/connectors/filesystem/index.ts', import.meta.url).href;
+  const script = `
+    const { FilesystemConnector } = await import(${JSON.stringify(entry)});
+    const c = new FilesystemConnector({ root: ${JSON.stringify(root)}, quarantineDir: ${JSON.stringify(path.join(root, '..', path.basename(root) + '-q'))} });
+    const out = [];
+    for (const op of [() => c.listPage('', null, 5), () => c.open('a.txt'), () => c.stat('a.txt'), () => c.remove('a.txt'), () => c.quarantine('a.txt')]) {
+      try { await op(); out.push('accepted'); } catch (e) { out.push(e.kind + ': ' + e.message); }
+    }
+    process.stdout.write(JSON.stringify(out));
+  `;
+  const child = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'umount -l /proc && exec "$0" --input-type=module -e "$1"', process.execPath, script], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d));
+  child.stderr.on('data', (d: Buffer) => (stderr += d));
+  t.equal(await new Promise((resolve) => child.once('exit', resolve)), 0, stderr.trim());
+  const results = JSON.parse(stdout) as string[];
+  t.equal(results.length, 5);
+  for (const r of results) t.match(r, /^unavailable: the filesystem connector needs \/proc\/self\/fd .*; run the worker on Linux with \/proc mounted$/);
+  t.equal(fs.readFileSync(path.join(root, 'a.txt'), 'utf8'), 'a', 'the file is untouched');
+  t.notOk(fs.existsSync(`${root}-q`), 'no quarantine directory was created');
 });

@@ -52,14 +52,16 @@ export function quarantineDirProblem(root: string, quarantineDir: string): strin
   if (!path.isAbsolute(quarantineDir)) return `quarantine directory ${quarantineDir} must be an absolute path`;
   const lexical = insideProblem(path.resolve(quarantineDir), path.resolve(root));
   if (lexical) return lexical;
-  let real: string;
-  try {
-    real = fs.realpathSync(quarantineDir);
-  } catch {
-    return null;
-  }
-  const realRoot = fs.realpathSync(root);
-  return insideProblem(real, realRoot) ?? ownerProblem(quarantineDir, fs.statSync(real));
+  const realOrNull = (p: string) => {
+    try {
+      return fs.realpathSync(p);
+    } catch {
+      return null;
+    }
+  };
+  const real = realOrNull(quarantineDir);
+  if (real === null) return null;
+  return insideProblem(real, realOrNull(root) ?? path.resolve(root)) ?? ownerProblem(quarantineDir, fs.statSync(real));
 }
 
 /** The quarantine directory of one connector. */

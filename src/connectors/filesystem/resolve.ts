@@ -70,7 +70,11 @@ async function resolve(root: OpenRoot, identity: string, want: 'entry' | 'dir'):
   let links = 0;
   let keep = false;
 
-  /** Continues the walk with a symlink's target; 'missing' when the link vanished meanwhile. */
+  /**
+   * Continues the walk with a symlink's target; 'missing' when the link vanished meanwhile. Each call
+   * counts towards MAX_SYMLINKS, so does looking again at an entry that changed type under us: a
+   * component swapped back and forth without end makes the lookup fail, never spin.
+   */
   const follow = async (name: Buffer): Promise<'missing' | undefined> => {
     if (++links > MAX_SYMLINKS) throw new ConnectorError('invalid', `${shown} has too many levels of symbolic links`);
     let target: Buffer;
@@ -80,8 +84,7 @@ async function resolve(root: OpenRoot, identity: string, want: 'entry' | 'dir'):
       const code = errno(err);
       if (code === 'ENOENT' || code === 'ENOTDIR') return 'missing';
       if (code !== 'EINVAL') throw classify(err, shown);
-      // No longer a symlink (swapped back): look at the same component again (bounded by `links`).
-      pending.unshift(name);
+      pending.unshift(name); // no longer a symlink (swapped back): look at it again
       return undefined;
     }
     if (target[0] === 0x2f) {
@@ -145,7 +148,12 @@ async function resolve(root: OpenRoot, identity: string, want: 'entry' | 'dir'):
           if ((await follow(name)) === 'missing') return 'missing';
           continue;
         }
-        if (st.isDirectory()) throw new ConnectorError('transient', `${shown} changed while it was being opened; retry`, { cause: err });
+        if (st.isDirectory()) {
+          // A directory again (swapped back between open and lstat): look at it again.
+          if (++links > MAX_SYMLINKS) throw new ConnectorError('transient', `${shown} kept changing while it was being opened; retry`, { cause: err });
+          pending.unshift(name);
+          continue;
+        }
         return last ? 'not_directory' : 'missing';
       }
     }
