@@ -175,13 +175,23 @@ t.test('across filesystems a collision keeps both copies and leaves no partial f
   const q = path.join(base, 'q');
   const c = new FilesystemConnector({ root, quarantineDir: q });
   fs.utimesSync(path.join(root, 'a.txt'), 1_000_000, 2_000_000);
-  t.same(await c.quarantine('a.txt', { key: 'x1' }), { status: 'done', detail: `moved to ${q}/${keyed('a.txt', 'x1')} (copied: another filesystem)` });
+  t.same(await c.quarantine('a.txt', { key: 'x1' }), { status: 'done', detail: `moved to ${q}/${keyed('a.txt', 'x1')} (copied)` });
   fs.writeFileSync(path.join(root, 'a.txt'), 'second a');
   t.equal((await c.quarantine('a.txt', { key: 'x2' })).status, 'done');
   t.equal(fs.readFileSync(path.join(q, keyed('a.txt', 'x1')), 'utf8'), 'first a');
   t.equal(fs.readFileSync(path.join(q, keyed('a.txt', 'x2')), 'utf8'), 'second a');
   t.equal(fs.statSync(path.join(q, keyed('a.txt', 'x1'))).mtimeMs, 2_000_000_000, 'the modification time is kept');
   t.same(fs.readdirSync(q).filter((n) => n.includes('partial')), [], 'no partial copies left behind');
+});
+
+t.test('a file with another name in the share is copied, so that name cannot rewrite the evidence', async (t) => {
+  const { root, q } = layout(t);
+  fs.linkSync(path.join(root, 'a.txt'), path.join(root, 'docs/alias.txt'));
+  const c = new FilesystemConnector({ root, quarantineDir: q });
+  t.same(await c.quarantine('a.txt', { key: 'k' }), { status: 'done', detail: `moved to ${q}/${keyed('a.txt', 'k')} (copied)` });
+  fs.writeFileSync(path.join(root, 'docs/alias.txt'), 'rewritten through the other name');
+  t.equal(fs.readFileSync(path.join(q, keyed('a.txt', 'k')), 'utf8'), 'first a', 'the quarantined bytes stay as scanned');
+  t.notOk(fs.existsSync(path.join(root, 'a.txt')), 'the quarantined name is gone from the share');
 });
 
 t.test('a name too long for the suffix is shortened at a character boundary', async (t) => {

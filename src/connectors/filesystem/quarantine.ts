@@ -7,7 +7,8 @@
  *   and a retry finds its own. Without a key the first copy is `<name>`, later ones `<name>.dsx-2`, ...
  * - The move is `link` (fails with EEXIST, never replaces) and then `unlink` of the source. Where a
  *   hard link is impossible (another filesystem: EXDEV; fs.protected_hardlinks for a file the service
- *   does not own: EPERM) the open file itself is copied to a temporary name with COPYFILE_EXCL,
+ *   does not own: EPERM) or unwanted (the file has other names in the share, through which it could
+ *   be rewritten later) the open file itself is copied to a temporary name with COPYFILE_EXCL,
  *   compared byte for byte, and linked into place the same way; the source is removed only then.
  * - Both names are looked up in held directories (resolve.ts, quarantine-area.ts), and the file moved
  *   is checked by inode against the one opened and inspected, so a rename race can neither pull a file
@@ -106,7 +107,7 @@ async function moveInto(src: Source, level: HeldDir, names: Buffer[], where: (na
     const placed = await placeNoReplace(src, level, name, dest);
     if (placed !== 'exists') {
       const left = await unlinkSource(src);
-      return { status: 'done', detail: `moved to ${dest}${placed === 'copied' ? ' (copied: another filesystem)' : ''}${left}` };
+      return { status: 'done', detail: `moved to ${dest}${placed === 'copied' ? ' (copied)' : ''}${left}` };
     }
     if (await isCopyOf(src, level, name)) {
       const left = await unlinkSource(src);
@@ -121,6 +122,9 @@ async function moveInto(src: Source, level: HeldDir, names: Buffer[], where: (na
 
 /** Gives the source file the name `name` in `level` without replacing anything: link, or copy + link. */
 async function placeNoReplace(src: Source, level: HeldDir, name: Buffer, dest: string): Promise<'linked' | 'copied' | 'exists'> {
+  // A file with other names could still be rewritten through them after the move: the evidence gets
+  // an inode of its own.
+  if (src.st.nlink > 1) return copyNoReplace(src, level, name, dest);
   try {
     await linkAt(src.entry.parent, src.entry.name, level, name);
   } catch (err) {
