@@ -10,12 +10,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { FilesystemConnector } from '../src/connectors/filesystem.ts';
+import { FilesystemConnector } from '../src/connectors/filesystem/index.ts';
 import { bytesFromName, nameFromBytes } from '../src/connectors/identity.ts';
 import { fullScanStart, fullScanVerify } from '../src/db/sql/full-scans.ts';
 import { EICAR } from '../src/testing/fixtures.ts';
 import { createTestDatabase } from './helpers/db.ts';
-import { emulator, fsScope, getScan, queuedJobs, Stepper, waitFor, waitForScan, workers } from './helpers/pipeline.ts';
+import { emulator, fsScope, getScan, queuedJobs, Stepper, testConfig, waitFor, waitForScan, workers } from './helpers/pipeline.ts';
 
 /** A short real directory (the 4,000-byte path must stay under PATH_MAX with its root prefix). */
 function tempDir(t: Test): string {
@@ -116,7 +116,8 @@ t.test('a full scan of awkward names finalizes every file once, scanning the rig
   const { files } = awkwardTree(root);
   const emu = await emulator(t);
   const scope = await fsScope(db.pool, { dir: root, policy: { malicious: { remediation: 'move', notify: false } } });
-  await workers(t, db.pool, { dsxaUrl: emu.url });
+  const dataDir = tempDir(t); // the default quarantine lives there, outside the share
+  await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ dataDir }) });
   const { fullScanId } = await fullScanStart(db.pool, scope.id, 'tester');
   const scan = await waitForScan(db.pool, fullScanId, 60_000);
   const malicious = files.filter((f) => f.malicious).length;
@@ -138,9 +139,16 @@ t.test('a full scan of awkward names finalizes every file once, scanning the rig
   const effects = async () => (await db.pool.query(`select status, count(*)::int as n from dsx.side_effects group by 1`)).rows;
   await waitFor(async () => (await effects()).every((e) => e.status !== 'pending'), 'the remediations to run');
   t.same(await effects(), [{ status: 'done', n: malicious }]);
+  const { rows: moves } = await db.pool.query(
+    `select r.object_identity, e.detail from dsx.side_effects e join dsx.scan_results r on r.id = e.scan_result_id`,
+  );
+  const quarantine = path.join(dataDir, 'quarantine', String(scope.integration_id));
   for (const f of files.filter((x) => x.malicious)) {
     t.notOk(fs.existsSync(Buffer.concat([b(`${root}/`), f.rel])), 'moved away');
-    t.same(fs.readFileSync(Buffer.concat([b(`${root}/.dsx-quarantine/`), f.rel])), f.content, 'into quarantine, byte for byte');
+    const move = moves.find((m) => m.object_identity === nameFromBytes(f.rel));
+    const dest = String(move?.detail).replace(/^moved to /, '');
+    t.ok(bytesFromName(dest).subarray(0, quarantine.length + 1).equals(b(`${quarantine}/`)), 'the ledger names a destination in the quarantine outside the share');
+    t.same(fs.readFileSync(bytesFromName(dest)), f.content, 'into quarantine, byte for byte');
   }
   for (const c of await fullScanVerify(db.pool, fullScanId)) t.ok(c.ok, `${c.check_name}: ${c.detail}`);
 });

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
-import { FilesystemConnector } from '../src/connectors/filesystem.ts';
+import { FilesystemConnector } from '../src/connectors/filesystem/index.ts';
 import { isWithin, normalizeRelativePath } from '../src/connectors/identity.ts';
 import { ConnectorError, type ConnectorErrorKind, type Page } from '../src/connectors/types.ts';
 
@@ -228,7 +228,7 @@ t.test('symlinks are not listed and never lead outside the root', async (t) => {
   fs.symlinkSync('a.txt', path.join(root, 'link-in.txt'));
   fs.symlinkSync('does-not-exist', path.join(root, 'dangling'));
   execFileSync('mkfifo', [path.join(root, 'docs/fifo')]);
-  const c = new FilesystemConnector({ root });
+  const c = new FilesystemConnector({ root, quarantineDir: path.join(tempDir(t, 'dsx-q-'), 'q') });
 
   t.same(await listAll(t, c, '', 4), SAMPLE_ORDER, 'symlinks, loops and FIFOs are skipped');
   await rejectsKind(t, c.open('link-out.txt'), 'escape', 'symlinked file pointing outside');
@@ -290,25 +290,29 @@ t.test('remove is idempotent', async (t) => {
   t.ok(fs.existsSync(path.join(root, 'docs/a/b.txt')), 'the directory is untouched');
 });
 
-t.test('quarantine moves the file, is idempotent, and is never enumerated', async (t) => {
+t.test('quarantine moves the file out of the share, says where it went, and is idempotent', async (t) => {
   const root = sampleTree(t);
-  const c = new FilesystemConnector({ root });
-  const q = path.join(root, '.dsx-quarantine');
+  const q = path.join(tempDir(t, 'dsx-q-'), 'quarantine', '7');
+  const c = new FilesystemConnector({ root, quarantineDir: q });
   t.equal(c.quarantineDir, q);
 
-  t.equal((await c.quarantine('docs/ünïcödé/日本語.txt')).status, 'done');
+  t.same(await c.quarantine('docs/ünïcödé/日本語.txt'), { status: 'done', detail: `moved to ${q}/docs/ünïcödé/日本語.txt` }, 'the detail names the destination');
   t.notOk(fs.existsSync(path.join(root, 'docs/ünïcödé/日本語.txt')), 'source is gone');
   t.equal(fs.readFileSync(path.join(q, 'docs/ünïcödé/日本語.txt'), 'utf8'), 'contents of docs/ünïcödé/日本語.txt\n');
+  t.equal(fs.statSync(q).mode & 0o777, 0o700, 'the quarantine directory is created for the service user only');
+  t.equal(fs.statSync(path.join(q, 'docs/ünïcödé')).mode & 0o777, 0o700, 'and so is every level below it');
   t.equal((await c.quarantine('docs/ünïcödé/日本語.txt')).status, 'already_done');
   t.equal((await c.quarantine('a.txt')).status, 'done');
   await rejectsKind(t, c.quarantine('never/existed.txt'), 'not_found', 'neither source nor quarantined copy');
   await rejectsKind(t, c.quarantine('../x'), 'escape', 'quarantine escape');
 
   const expected = SAMPLE_ORDER.filter((id) => id !== 'docs/ünïcödé/日本語.txt' && id !== 'a.txt');
-  t.same(await listAll(t, c, '', 2), expected, 'the quarantine directory is not enumerated');
-  t.same(await listAll(t, c, '.dsx-quarantine', 2), [], 'not even as a scope');
-  t.equal((await c.quarantine('.dsx-quarantine/a.txt')).status, 'already_done', 'a quarantined file stays put');
-  t.ok(fs.existsSync(path.join(q, 'a.txt')));
+  t.same(await listAll(t, c, '', 2), expected, 'moved files are no longer listed');
+  // The old default lived in the share; a folder of that name now hides nothing from a scan.
+  write(root, '.dsx-quarantine/hidden.com');
+  t.ok((await listAll(t, c, '', 3)).includes('.dsx-quarantine/hidden.com'), 'a ".dsx-quarantine" folder in the share is scanned like any other');
+  await rejectsKind(t, new FilesystemConnector({ root }).quarantine('b b/ c.txt'), 'configuration', 'no quarantine directory configured');
+  t.ok(fs.existsSync(path.join(root, 'b b/ c.txt')), 'and the file stays where it is');
 });
 
 t.test('quarantine into a custom directory (another filesystem when available)', async (t) => {

@@ -25,13 +25,16 @@ async function setup(t: Test, opts: { policy?: unknown; debounceMs?: number } = 
     integrationId: integration.id, name: 'inbox', root: 'inbox', include: [], exclude: ['**/*.part'], policy: opts.policy ?? {}, monitor: true,
   });
   const emu = await emulator(t);
-  const w = await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ monitorSyncMs: 100, monitorDebounceMs: opts.debounceMs ?? 1000 }) });
+  // The default quarantine (<dataDir>/quarantine/<integration id>) is outside the share.
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dsx-watch-data-'));
+  t.teardown(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+  const w = await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ dataDir, monitorSyncMs: 100, monitorDebounceMs: opts.debounceMs ?? 1000 }) });
   await waitFor(async () => {
     await w.watcher!.ready();
     return true;
   }, 'the watcher');
   await settle(w.watcher!);
-  return { db, dir, integration, scope, watcher: w.watcher! };
+  return { db, dir, dataDir, integration, scope, watcher: w.watcher! };
 }
 
 /** Waits for a sync and for new watchers to be ready (inotify armed). */
@@ -117,13 +120,13 @@ t.test('100 rapid writes to one file produce at most 2 scans, and the last conte
   t.same(rows, [{ last_outcome: 'malicious' }], 'the object shows the last version');
 });
 
-t.test('a detection moved to a quarantine inside the root is not scanned again', async (t) => {
-  const { db, dir } = await setup(t, { policy: { malicious: { remediation: 'move', notify: false } } });
-  // The integration's default quarantine is <root>/.dsx-quarantine; put it under the monitored scope's
-  // parent so the move lands inside the watched integration.
+t.test('a detection moved to quarantine (outside the share) is not scanned again', async (t) => {
+  const { db, dir, dataDir, integration } = await setup(t, { policy: { malicious: { remediation: 'move', notify: false } } });
   fs.writeFileSync(path.join(dir, 'inbox', 'bad.com'), EICAR_TEST_STRING);
   await waitForResult(db.pool, 'inbox/bad.com');
-  await waitFor(async () => fs.existsSync(path.join(dir, '.dsx-quarantine', 'inbox', 'bad.com')), 'the quarantine move');
+  // `bad.com`, or `bad.com.dsx-<key hash>` when the decision passes its ledger key.
+  const moved = path.join(dataDir, 'quarantine', String(integration.id), 'inbox');
+  await waitFor(async () => fs.existsSync(moved) && fs.readdirSync(moved).some((n) => n.startsWith('bad.com')), 'the quarantine move');
   await new Promise((r) => setTimeout(r, 800));
   const { rows } = await db.pool.query(`select object_identity, outcome from dsx.scan_results order by id`);
   t.same(rows, [{ object_identity: 'inbox/bad.com', outcome: 'malicious' }], 'one scan: the quarantined copy and the removal trigger none');

@@ -13,7 +13,7 @@ import fc from 'fast-check';
 import type pg from 'pg';
 import t, { type Test } from 'tap';
 import { z } from 'zod';
-import { FilesystemConnector } from '../src/connectors/filesystem.ts';
+import { FilesystemConnector } from '../src/connectors/filesystem/index.ts';
 import { bytesFromName, isWithin, nameFromBytes, normalizeRelativePath } from '../src/connectors/identity.ts';
 import { ConnectorError } from '../src/connectors/types.ts';
 import { fullScanStart } from '../src/db/sql/full-scans.ts';
@@ -437,7 +437,10 @@ t.test('file names as bytes: identities round-trip, and escapes never create sep
 
 t.test('open, stat, remove and quarantine of arbitrary identities stay inside the root or refuse', async (t) => {
   const l = layout(t);
-  const c = new FilesystemConnector({ root: l.root, quarantineDir: path.join(l.root, '.q') });
+  // The quarantine is outside the share (and outside l.base, whose listing outsideIntact checks).
+  const q = fs.mkdtempSync(path.join(os.tmpdir(), 'dsx-prop-q-'));
+  t.teardown(() => fs.rmSync(q, { recursive: true, force: true }));
+  const c = new FilesystemConnector({ root: l.root, quarantineDir: path.join(q, 'quarantine') });
   const kinds = new Map<string, number>();
   await fc.assert(
     fc.asyncProperty(hostileIdentity, fc.constantFrom('open', 'stat', 'remove', 'quarantine'), async (identity, op) => {

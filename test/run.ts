@@ -68,6 +68,10 @@ if (!adminUrl) {
   ownerUrl = await externalOwnerUrl(adminUrl);
 }
 
+// The test configuration's DSX_DATA_DIR (test/helpers/pipeline.ts): quarantined test files land here,
+// not in the project's .dsx-data.
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dsx-test-data-'));
+
 let code = 1;
 try {
   const admin = new pg.Client({ connectionString: adminUrl });
@@ -89,6 +93,7 @@ try {
       DSX_TEST_ADMIN_URL: adminUrl,
       DSX_TEST_OWNER_URL: ownerUrl,
       DSX_TEST_TEMPLATE: TEMPLATE,
+      DSX_TEST_DATA_DIR: dataDir,
       DSX_LOG_LEVEL: process.env.DSX_LOG_LEVEL ?? 'silent',
     },
   });
@@ -96,5 +101,6 @@ try {
 } finally {
   await stop();
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  fs.rmSync(dataDir, { recursive: true, force: true });
 }
 process.exit(code);

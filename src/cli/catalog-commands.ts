@@ -14,6 +14,7 @@ import {
 } from '../db/sql/catalog.ts';
 import { eventSecretEnsure, monitorOverview, scopeSetMonitor } from '../db/sql/monitor.ts';
 import { loadConfig } from '../config.ts';
+import { quarantineDirProblem } from '../connectors/filesystem/index.ts';
 import crypto from 'node:crypto';
 import { action, jsonArg, output, UsageError, withDatabase } from './common.ts';
 
@@ -27,7 +28,7 @@ export function registerCatalogCommands(program: Command): void {
     .requiredOption('--name <name>', 'integration name')
     .requiredOption('--kind <kind>', 'filesystem | synthetic | s3 | azure_blob')
     .option('--root <dir>', 'filesystem: the directory this integration covers')
-    .option('--quarantine <dir>', 'filesystem: where "move" remediation puts objects (default <root>/.dsx-quarantine)')
+    .option('--quarantine <dir>', 'filesystem: where "move" remediation puts objects, outside the share (default <DSX_DATA_DIR>/quarantine/<id>)')
     .option('--objects <n>', 'synthetic: number of generated objects')
     .option('--bucket <name>', 's3: the bucket (its event notifications are checked against it)')
     .option('--container <name>', 'azure_blob: the container (its Event Grid events are checked against it)')
@@ -43,6 +44,11 @@ export function registerCatalogCommands(program: Command): void {
           if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) throw new UsageError(`--root ${root} is not an existing directory`);
           settings.root = root;
           if (o.quarantine) settings.quarantine_dir = path.resolve(o.quarantine);
+          if (settings.quarantine_dir !== undefined) {
+            const q = settings.quarantine_dir;
+            const problem = typeof q === 'string' ? quarantineDirProblem(root, q) : 'quarantine_dir must be a string (an absolute path)';
+            if (problem) throw new UsageError(problem);
+          }
         } else if (o.kind === 'synthetic') {
           if (!o.objects) throw new UsageError('a synthetic integration needs --objects N');
           settings.objects = Number(o.objects);

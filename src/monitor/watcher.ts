@@ -18,7 +18,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import type pg from 'pg';
-import { relativeInside } from '../connectors/filesystem.ts';
+import { relativeInside } from '../connectors/filesystem/index.ts';
 import { monitorEventsAccept, watchTargets, type IncomingEvent, type WatchTarget } from '../db/sql/monitor.ts';
 import type { Logger } from '../log.ts';
 
@@ -91,14 +91,15 @@ export function startWatcher(args: { pool: pg.Pool; log: Logger; syncMs: number 
   };
 
   const arm = (target: WatchTarget, key: string, dir: string): Armed => {
-    const quarantine = path.resolve(target.quarantine_dir ?? path.join(target.base, '.dsx-quarantine'));
+    // The default quarantine (<DSX_DATA_DIR>/quarantine/<id>) is outside every share, and the connector
+    // refuses a configured one inside the root; an old configuration that still names one is not
+    // watched, so a move there can never trigger a scan of it.
+    const quarantine = target.quarantine_dir ? path.resolve(target.quarantine_dir) : null;
     const watcher = watch(dir, {
       ignoreInitial: true,
       followSymlinks: false,
       ignorePermissionErrors: true,
-      // The quarantine area (often inside the root) is never monitored: moving a detection there
-      // must not trigger a scan of it.
-      ignored: (p: string) => p === quarantine || p.startsWith(quarantine + path.sep),
+      ignored: (p: string) => quarantine !== null && (p === quarantine || p.startsWith(quarantine + path.sep)),
     });
     const entry: Armed = { key, target, dir, watcher, broken: false };
     const report = (type: IncomingEvent['event_type']) => (abs: string, stats?: fs.Stats) => {

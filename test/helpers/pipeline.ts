@@ -3,6 +3,7 @@
  * manual stepper that runs queued jobs one by one through the real task code (to build half-done and
  * redelivered states deterministically), and waits on scan completion.
  */
+import path from 'node:path';
 import type pg from 'pg';
 import type { Test } from 'tap';
 import type { JobHelpers } from 'graphile-worker';
@@ -15,7 +16,11 @@ import { ROLE_TASKS, startWorker, type WorkerHandle } from '../../src/worker/run
 
 export function testConfig(overrides: Partial<Config> = {}): Config {
   // Test receivers live on loopback: webhooks to private addresses are allowed unless a test says otherwise.
-  return { ...loadConfig({}), pageSize: 100, scanMaxAttempts: 3, workerConcurrency: 16, webhookAllowPrivate: true, ...overrides };
+  // Quarantined files (default <dataDir>/quarantine/<integration id>) go to the run's temporary data
+  // directory (test/run.ts), one per test file: integration ids repeat across the files' databases.
+  const testData = process.env.DSX_TEST_DATA_DIR;
+  const dataDir = testData ? path.join(testData, String(process.pid)) : undefined;
+  return { ...loadConfig({}), ...(dataDir && { dataDir }), pageSize: 100, scanMaxAttempts: 3, workerConcurrency: 16, webhookAllowPrivate: true, ...overrides };
 }
 
 export async function emulator(t: Test, opts: EmulatorOptions = {}) {
