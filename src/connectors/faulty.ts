@@ -3,7 +3,7 @@
  * listings and reads fail with a transient (retryable) ConnectorError. Enabled per integration with
  * settings `{"faults": {"list_fail_rate": 0.1, "read_fail_rate": 0.1, "fail_first_lists": 1}}`.
  */
-import { ConnectorError, type ActionResult, type Connector, type ObjectInfo, type OpenedObject, type Page } from './types.ts';
+import { ConnectorError, type ActionResult, type Connector, type ObjectInfo, type ObjectVersion, type OpenedObject, type Page, type ProbeResult, type QuarantineOptions } from './types.ts';
 
 export interface FaultOptions {
   /** Fraction (0..1) of listPage calls that fail. */
@@ -40,23 +40,32 @@ export class FaultyConnector implements Connector {
     return this.#inner.listPage(scopeRoot, cursor, pageSize);
   }
 
-  async open(identity: string): Promise<OpenedObject> {
+  async open(identity: string, version?: ObjectVersion): Promise<OpenedObject> {
     if (this.#opts.random() < this.#opts.readFailRate) {
       throw new ConnectorError('transient', `injected fault: reading ${identity} failed`);
     }
-    return this.#inner.open(identity);
+    return this.#inner.open(identity, version);
   }
 
   stat(identity: string): Promise<ObjectInfo | null> {
     return this.#inner.stat(identity);
   }
-  remove(identity: string): Promise<ActionResult> {
-    return this.#inner.remove(identity);
+  remove(identity: string, version?: ObjectVersion): Promise<ActionResult> {
+    return this.#inner.remove(identity, version);
   }
-  quarantine(identity: string): Promise<ActionResult> {
-    return this.#inner.quarantine(identity);
+  quarantine(identity: string, opts?: QuarantineOptions): Promise<ActionResult> {
+    return this.#inner.quarantine(identity, opts);
   }
-  tag(identity: string, tags: Record<string, string>): Promise<ActionResult> {
-    return this.#inner.tag(identity, tags);
+  tag(identity: string, tags: Record<string, string>, version?: ObjectVersion): Promise<ActionResult> {
+    return this.#inner.tag(identity, tags, version);
+  }
+  isInternal(identity: string): boolean {
+    return this.#inner.isInternal?.(identity) ?? false;
+  }
+  async probe(scopeRoot: string): Promise<ProbeResult[]> {
+    return this.#inner.probe ? this.#inner.probe(scopeRoot) : [];
+  }
+  async close(): Promise<void> {
+    await this.#inner.close?.();
   }
 }

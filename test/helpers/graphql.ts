@@ -84,7 +84,8 @@ export async function graphqlSchemaOf(t: Test, dbUrl: string): Promise<GraphQLSc
   const { makePreset } = await import('../../graphql/preset.ts');
   const pool = makePool(dbUrl, 2);
   const subscriber = new PgSubscriber(pool);
-  const pgl = postgraphile(makePreset({ pool, subscriber, auth: { mode: 'token', jwtSecret: JWT_SECRET, pool } }));
+  const { DEFAULT_API_LIMITS } = await import('../../src/server/api-limits.ts');
+  const pgl = postgraphile(makePreset({ pool, subscriber, auth: { mode: 'token', jwtSecret: JWT_SECRET, pool }, limits: DEFAULT_API_LIMITS }));
   t.teardown(async () => {
     subscriber.release();
     await pgl.release();
