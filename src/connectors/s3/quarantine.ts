@@ -163,7 +163,12 @@ export async function quarantineObject(ctx: QuarantineContext, sourceKey: string
       continue; // another object's name: never overwritten
     }
     const { metadata } = quarantineMetadata(src, { bucket: layout.bucket, key: sourceKey }, decision, ctx.now?.() ?? new Date());
-    const copyTarget = { op: 'CopyObject', bucket: qBucket, key: destKey, action: 's3:GetObject on the source and s3:PutObject on the quarantine location' };
+    const copyTarget = {
+      op: (src.size ?? 0) > ctx.tuning.multipartThreshold ? 'multipart copy (UploadPartCopy)' : 'CopyObject',
+      bucket: qBucket,
+      key: destKey,
+      action: 's3:GetObject on the source and s3:PutObject on the quarantine location',
+    };
     let multipart: boolean;
     try {
       const size = src.size ?? 0;
