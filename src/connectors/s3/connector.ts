@@ -85,7 +85,7 @@ export class S3Connector implements Connector {
   }
 
   isInternal(identity: string): boolean {
-    return this.layout.isInternalKey(this.layout.keyOf(identity));
+    return typeof identity === 'string' && identity !== '' && this.layout.isInternalKey(this.layout.prefix + identity);
   }
 
   listPage(scopeRoot: string, cursor: string | null, pageSize: number): Promise<Page> {

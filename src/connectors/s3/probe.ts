@@ -4,7 +4,7 @@
  * and deleted at the end (also when a step failed):
  *
  * - list: ListObjectsV2 (1 key) under the scope.
- * - read: the first byte of the first object listed (the probe object when the scope is empty).
+ * - read: the first byte of the first non-empty object listed (the probe object when there is none).
  * - quarantine: PutObject of a probe object in the quarantine location and a CopyObject of it there.
  * - tag: GetObjectTagging of the listed object, Put/GetObjectTagging of the probe (a scope object's
  *   tags are never changed by a probe, so permission to tag *them* is inferred from the probe's).
@@ -61,7 +61,8 @@ export async function probe(ctx: ProbeContext, scopeRoot: string): Promise<Probe
       const out = await send({ op: 'ListObjectsV2', bucket: layout.bucket, key: prefix, action: 's3:ListBucket' }, (c) =>
         c.send(new ListObjectsV2Command({ Bucket: layout.bucket, Prefix: prefix, MaxKeys: 20 })),
       );
-      sample = (out.Contents ?? []).map((o) => o.Key ?? '').find((k) => !k.endsWith('/') && !layout.isInternalKey(k)) ?? null;
+      // A byte range of an empty object is unsatisfiable (416): the sample has at least one byte.
+      sample = (out.Contents ?? []).find((o) => (o.Size ?? 0) > 0 && !o.Key!.endsWith('/') && !layout.isInternalKey(o.Key!))?.Key ?? null;
       return `listed s3://${layout.bucket}/${prefix}${sample === null ? ' (no object in the scope yet)' : ''}`;
     });
 
