@@ -51,6 +51,10 @@ export interface S3ConnectorOptions {
   quarantineHooks?: QuarantineHooks;
 }
 
+/**
+ * Connector for one S3 integration. Validates its settings and credentials at construction
+ * (ConnectorError('configuration') with one line naming the field); `close()` destroys the SDK client.
+ */
 export class S3Connector implements Connector {
   readonly kind = 's3';
   /** The validated settings, defaults applied. */
