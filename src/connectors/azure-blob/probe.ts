@@ -43,10 +43,12 @@ export async function probeIntegration(ctx: ProbeContext, scopeRoot: string): Pr
   const copy = ctx.quarantineContainer.getBlobClient(`${probe.name}-copy`);
   let probeWritten = false;
   let firstIdentity: string | null = null;
+  let listed = false;
 
   try {
     const page = await listPage(ctx, scopeRoot, null, 1);
     firstIdentity = page.objects[0]?.identity ?? null;
+    listed = true;
     results.push({ capability: 'list', ok: true, detail: firstIdentity === null ? 'listed the scope: it is empty' : 'listed the scope' });
   } catch (err) {
     results.push({ capability: 'list', ok: false, detail: firstLine(err) });
@@ -73,16 +75,20 @@ export async function probeIntegration(ctx: ProbeContext, scopeRoot: string): Pr
     results.push({ capability: 'quarantine', ok: false, detail: why(err, ctx, `writing a probe blob in ${qWhere}`, 'create/write', q.container) });
   }
 
-  results.push(await probeRead(ctx, firstIdentity, probeWritten ? probe : null));
+  results.push(await probeRead(ctx, firstIdentity, listed, probeWritten ? probe : null));
   results.push(await probeTag(ctx, probeWritten ? probe : null));
   results.push(await probeDelete(ctx, scopeRoot, probeWritten ? [copy, probe] : []));
-  return results;
+  return ORDER.map((cap) => results.find((r) => r.capability === cap)!);
 }
 
-async function probeRead(ctx: ProbeContext, identity: string | null, probe: BlobClient | null): Promise<ProbeResult> {
+/** The order results are reported in. */
+const ORDER: ProbeResult['capability'][] = ['list', 'read', 'tag', 'quarantine', 'delete'];
+
+async function probeRead(ctx: ProbeContext, identity: string | null, listed: boolean, probe: BlobClient | null): Promise<ProbeResult> {
   const blob = identity !== null ? ctx.container.getBlobClient(ctx.naming.blobOf(identity)) : probe;
-  if (blob === null) return { capability: 'read', ok: false, detail: 'the scope is empty and no probe blob could be written: nothing to read' };
-  const where = identity !== null ? `the first object of the scope (${JSON.stringify(identity)})` : 'the probe blob (the scope is empty)';
+  const reason = listed ? 'the scope is empty' : 'the scope could not be listed';
+  if (blob === null) return { capability: 'read', ok: false, detail: `${reason} and no probe blob could be written: nothing to read` };
+  const where = identity !== null ? `the first object of the scope (${JSON.stringify(identity)})` : `the probe blob (${reason})`;
   try {
     // One byte: enough to prove read access. A zero-length blob answers the range with 416, which also proves it.
     await ctx.calls.run('reading one byte', async (abortSignal) => {
