@@ -99,6 +99,7 @@ t.test('bad settings and credentials fail at construction with one line naming t
     [{}, { connectionString: 'AccountName=x;SECRETSTUFF' }, /^azure_blob credentials\.connectionString: must contain AccountKey=/],
     [{}, { password: 'SECRET' }, /^azure_blob credentials: unknown key "password"; expected one of/],
     [{ account_url: 'http://127.0.0.1:1/other' }, { connectionString: az.connectionString }, /differs from the connection string's blob endpoint/],
+    [{}, null, /account_url: must be https:\/\/ when the connector signs in with DefaultAzureCredential/],
   ];
   for (const [settings, credentials, message] of bad) {
     let err: unknown;
@@ -112,6 +113,13 @@ t.test('bad settings and credentials fail at construction with one line naming t
     t.notMatch(text, /SECRET|hunter2|Eby8vdM02/, 'no secret in the message');
     t.notMatch(text, /\n/, 'one line');
   }
+});
+
+t.test('without credentials the connector signs in with DefaultAzureCredential; with no identity available that is a configuration error', async (t) => {
+  const c = connector({ account_url: 'https://dsxnosuchaccount.invalid' }, null);
+  // On a machine with an Azure identity the sign-in succeeds and the host then fails to resolve: both
+  // are configuration errors that say what to fix.
+  await t.rejects(c.listPage('', null, 1), { name: 'ConnectorError', kind: 'configuration', message: /no usable Azure identity .*: give the integration credentials|does not resolve/ });
 });
 
 t.test('probe reports every capability and changes nothing but its own probe blobs', async (t) => {

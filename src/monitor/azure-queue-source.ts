@@ -139,6 +139,8 @@ function queueClientFor(c: AzureCredentials, bare: string, name: string): QueueC
     case 'sas':
       return new QueueClient(`${bare}?${c.sasToken}`, new AnonymousCredential(), PIPELINE_OPTIONS);
     case 'identity':
+      // The SDK refuses to send a bearer token over plain HTTP.
+      if (!bare.startsWith('https://')) throw new ConnectorError('configuration', 'event_queue_url: must be https:// when signing in with DefaultAzureCredential (no credentials given)');
       return new QueueClient(bare, new DefaultAzureCredential(), PIPELINE_OPTIONS);
   }
 }

@@ -68,6 +68,10 @@ export function createBlobService(settings: AzureBlobSettings, credentials: Azur
     case 'sas':
       return { service: new BlobServiceClient(`${accountUrl}?${credentials.sasToken}`, new AnonymousCredential(), PIPELINE_OPTIONS), account: accountUrl, sas: true };
     case 'identity':
+      // The SDK refuses to send a bearer token over plain HTTP (and rightly so).
+      if (!accountUrl.startsWith('https://')) {
+        throw new ConnectorError('configuration', 'azure_blob settings.account_url: must be https:// when the connector signs in with DefaultAzureCredential (no credentials given)');
+      }
       return { service: new BlobServiceClient(accountUrl, new DefaultAzureCredential(), PIPELINE_OPTIONS), account: accountUrl, sas: false };
   }
 }
