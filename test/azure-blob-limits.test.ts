@@ -95,3 +95,11 @@ t.test('under throttling and concurrency the limiter never exceeds its in-flight
   t.equal(limiter.runs, proxy.stats.requests, 'each request the store saw was one limiter slot');
   t.equal(limiter.inFlight, 0, 'all slots released');
 });
+
+t.test('a closed connector refuses further calls', async (t) => {
+  const c = connector(az.blobAccountUrl!, new RequestLimiter(), []);
+  t.equal((await c.stat('obj-0'))?.size, Buffer.byteLength('body obj-0'));
+  await c.close();
+  await t.rejects(c.stat('obj-0'), { name: 'ConnectorError', kind: 'unavailable', message: /closed/ });
+  await t.rejects(c.listPage('', null, 1), { name: 'ConnectorError', kind: 'unavailable' });
+});

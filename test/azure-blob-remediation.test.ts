@@ -94,6 +94,7 @@ t.test('quarantine to a prefix of the same container; the quarantined blob is in
   t.same(page.objects.map((o) => o.identity), ['a/good.txt'], 'the quarantine is never enumerated');
   t.same(page.skipped, [{ identity: 'dsx-quarantine/a/bad.exe', reason: 'internal', detail: 'quarantine or probe blob of this integration' }]);
   t.equal(c.identityOfBlob('dsx-quarantine/a/bad.exe'), null, 'events about it are ignored');
+  t.same(await c.quarantine('dsx-quarantine/a/bad.exe'), { status: 'already_done', detail: 'the blob is inside the quarantine location' }, 'never quarantined twice over');
 
   const custom = connector({ container: data.containerName, prefix: 'a', quarantine_prefix: 'evidence' });
   await uploadBlobs(data, { 'a/bad2.exe': EICAR });

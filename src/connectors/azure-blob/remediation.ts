@@ -166,6 +166,7 @@ async function awaitCopy(ctx: RemediationContext, dest: BlobClient, destName: st
  */
 export async function quarantineBlob(ctx: RemediationContext, identity: string, opts: QuarantineOptions = {}): Promise<ActionResult> {
   const what = `quarantining ${JSON.stringify(identity)}`;
+  if (ctx.naming.isInternal(identity)) return { status: 'already_done', detail: 'the blob is inside the quarantine location' };
   const source = blobClientOf(ctx, identity, opts);
   const sourceName = ctx.naming.blobOf(identity);
   const props = await propertiesOrNull(ctx, source, what, ctx.naming.container);
