@@ -237,6 +237,7 @@ table dsx.objects
   --   comment: "@behavior +attribute:orderBy"
   column first_seen_at timestamp with time zone not null default now()
   column updated_at timestamp with time zone not null default now()
+  column version_id text
   constraint objects_pkey: PRIMARY KEY (id)
   constraint objects_scope_id_fkey: FOREIGN KEY (scope_id) REFERENCES dsx.scopes(id) ON DELETE CASCADE
   constraint objects_scope_identity_key: UNIQUE (scope_id, identity_hash)
@@ -277,6 +278,7 @@ table dsx.scan_results with (fillfactor=70)
   column scanned_at timestamp with time zone
   column finalized_at timestamp with time zone
   --   comment: "@behavior +attribute:filterBy +attribute:orderBy"
+  column version_id text
   constraint scan_results_finalized_consistent: CHECK (((state = 'finalized'::text) = ((outcome IS NOT NULL) AND (finalized_at IS NOT NULL))))
   constraint scan_results_full_scan_id_fkey: FOREIGN KEY (full_scan_id) REFERENCES dsx.full_scans(id) ON DELETE CASCADE
   constraint scan_results_idempotency_key_key: UNIQUE (idempotency_key)
@@ -883,7 +885,7 @@ end $function$
 -- function dsx_private.claim_side_effect(p_id bigint, p_job_id bigint)
 --   privileges: default
 CREATE OR REPLACE FUNCTION dsx_private.claim_side_effect(p_id bigint, p_job_id bigint)
- RETURNS TABLE(claim text, id bigint, kind text, action text, status text, idempotency_key text, outcome text, reason text, scan_result_id bigint, object_identity text, etag text, integration_id bigint, scope_id bigint, full_scan_id bigint, source_type text, correlation_id uuid, finalized_at timestamp with time zone, channel_url text, channel_secret text)
+ RETURNS TABLE(claim text, id bigint, kind text, action text, status text, idempotency_key text, outcome text, reason text, scan_result_id bigint, object_identity text, etag text, version_id text, integration_id bigint, scope_id bigint, full_scan_id bigint, source_type text, correlation_id uuid, finalized_at timestamp with time zone, channel_url text, channel_secret text)
  LANGUAGE plpgsql
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
@@ -914,7 +916,7 @@ begin
    where e.id = p_id;
   return query
     select 'claimed', e.id, e.kind, e.action, 'executing'::text, e.idempotency_key, e.outcome, r.reason, r.id,
-           r.object_identity, r.etag, r.integration_id, r.scope_id, r.full_scan_id, r.source_type, r.correlation_id,
+           r.object_identity, r.etag, r.version_id, r.integration_id, r.scope_id, r.full_scan_id, r.source_type, r.correlation_id,
            r.finalized_at, c.url, cs.secret
       from dsx.side_effects e
       join dsx.scan_results r on r.id = e.scan_result_id
@@ -985,6 +987,9 @@ begin
     select 'rem:' || d.idempotency_key as key, 'remediation' as kind, d.rule ->> 'remediation' as action,
            d.id as result_id, null::bigint as channel_id, d.outcome, 'pending' as status, null as detail
       from d where coalesce(d.rule ->> 'remediation', 'none') <> 'none'
+    union all
+    select 'tag:' || d.idempotency_key, 'remediation', 'tag', d.id, null::bigint, d.outcome, 'pending', null
+      from d where d.rule -> 'tag' = 'true'::jsonb and coalesce(d.rule ->> 'remediation', 'none') = 'none'
     union all
     select 'notify:' || w.idempotency_key || ':' || c.channel_id, 'notification', 'webhook', w.id, c.channel_id,
            w.outcome, 'pending', null
@@ -1110,13 +1115,14 @@ begin
       from jsonb_to_recordset(p_items) as x(
         idempotency_key text, outcome text, reason text, raw_reason text, raw_result jsonb,
         normalization_version integer, attempts integer, fetch_ms integer, scan_ms integer,
-        size bigint, etag text, mtime timestamptz, job_id uuid)
+        size bigint, etag text, mtime timestamptz, version_id text, job_id uuid)
   ), u as (
     update dsx.scan_results r
        set state = 'finalized', outcome = i.outcome, reason = i.reason, raw_reason = i.raw_reason,
            raw_result = i.raw_result, normalization_version = i.normalization_version,
            attempts = greatest(r.attempts, coalesce(i.attempts, 0)), fetch_ms = i.fetch_ms, scan_ms = i.scan_ms,
            size = coalesce(i.size, r.size), etag = coalesce(i.etag, r.etag), mtime = coalesce(i.mtime, r.mtime),
+           version_id = coalesce(i.version_id, r.version_id),
            finalize_job_id = i.job_id, finalized_at = clock_timestamp()
       from i
      where r.idempotency_key = any(v_keys) and r.idempotency_key = i.idempotency_key and r.state <> 'finalized'
@@ -1126,16 +1132,16 @@ begin
 
   if cardinality(v_done) > 0 then
     -- Latest state per object: the latest finalized scan wins, whichever source it came from.
-    insert into dsx.objects as o (scope_id, identity, identity_hash, size, etag, mtime, last_outcome, last_reason,
+    insert into dsx.objects as o (scope_id, identity, identity_hash, size, etag, mtime, version_id, last_outcome, last_reason,
                                   last_scan_result_id, last_finalized_at)
     select distinct on (d.scope_id, d.object_identity)
-           d.scope_id, d.object_identity, dsx_private.identity_hash(d.object_identity), d.size, d.etag, d.mtime,
+           d.scope_id, d.object_identity, dsx_private.identity_hash(d.object_identity), d.size, d.etag, d.mtime, d.version_id,
            d.outcome, d.reason, d.id, d.finalized_at
       from unnest(v_done) d
      where d.outcome <> 'canceled'
      order by d.scope_id, d.object_identity, d.finalized_at desc, d.id desc
     on conflict (scope_id, identity_hash) do update
-       set size = excluded.size, etag = excluded.etag, mtime = excluded.mtime,
+       set size = excluded.size, etag = excluded.etag, mtime = excluded.mtime, version_id = excluded.version_id,
            last_outcome = excluded.last_outcome, last_reason = excluded.last_reason,
            last_scan_result_id = excluded.last_scan_result_id, last_finalized_at = excluded.last_finalized_at,
            updated_at = now()
@@ -1355,6 +1361,17 @@ begin
   return jsonb_build_object('scanned', v_scanned, 'deferred', v_deferred, 'ignored', v_ignored);
 end $function$
 
+-- function dsx_private.integration_credentials_get(p_integration_id bigint)
+--   privileges: none
+CREATE OR REPLACE FUNCTION dsx_private.integration_credentials_get(p_integration_id bigint)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select c.credentials from dsx_private.integration_credentials c where c.integration_id = p_integration_id
+$function$
+
 -- function dsx_private.job_envelope(p_job_type text, p_job_id uuid, p_correlation_id uuid, p_root_job_id uuid, p_parent_job_id uuid, p_idempotency_key text, p_source_type text, p_source_entity_id text, p_integration_id bigint, p_scope_id bigint, p_object_identity text, p_requested_by text, p_body jsonb)
 --   privileges: default
 CREATE OR REPLACE FUNCTION dsx_private.job_envelope(p_job_type text, p_job_id uuid, p_correlation_id uuid, p_root_job_id uuid, p_parent_job_id uuid, p_idempotency_key text, p_source_type text, p_source_entity_id text, p_integration_id bigint, p_scope_id bigint, p_object_identity text, p_requested_by text, p_body jsonb)
@@ -1476,12 +1493,15 @@ begin
       return format('policy.%s must be an object like {"remediation": "move", "notify": true}', k);
     end if;
     for f in select jsonb_object_keys(v) loop
-      if f not in ('remediation', 'notify') then
-        return format('policy.%s: unknown field %L (expected remediation, notify)', k, f);
+      if f not in ('remediation', 'notify', 'tag') then
+        return format('policy.%s: unknown field %L (expected remediation, tag, notify)', k, f);
       end if;
     end loop;
     if v ? 'remediation' and (jsonb_typeof(v->'remediation') <> 'string' or v->>'remediation' not in ('none', 'tag', 'move', 'delete')) then
       return format('policy.%s.remediation must be one of none, tag, move, delete (got %s)', k, v->'remediation');
+    end if;
+    if v ? 'tag' and jsonb_typeof(v->'tag') <> 'boolean' then
+      return format('policy.%s.tag must be true or false (got %s)', k, v->'tag');
     end if;
     if v ? 'notify' and jsonb_typeof(v->'notify') not in ('boolean', 'array') then
       return format('policy.%s.notify must be true, false or a list of channel names (got %s)', k, v->'notify');
@@ -1537,17 +1557,17 @@ begin
 
   begin
     with o as (
-      select * from jsonb_to_recordset(p_objects) as x(identity text, size bigint, etag text, mtime timestamptz)
+      select * from jsonb_to_recordset(p_objects) as x(identity text, size bigint, etag text, mtime timestamptz, version_id text)
     ), ins as (
       insert into dsx.scan_results as r (idempotency_key, full_scan_id, scope_id, integration_id, object_identity,
                                          source_type, source_entity_id, correlation_id, root_job_id, requested_by,
-                                         size, etag, mtime)
+                                         size, etag, mtime, version_id)
       select 'fs:' || v_scan.id || ':' || dsx_private.identity_hash(o.identity), v_scan.id, v_scope.id,
              v_scope.integration_id, o.identity, 'full_scan', v_scan.id::text, v_scan.correlation_id,
-             v_scan.root_job_id, v_scan.requested_by, o.size, o.etag, o.mtime
+             v_scan.root_job_id, v_scan.requested_by, o.size, o.etag, o.mtime, o.version_id
         from o
       on conflict (idempotency_key) do nothing
-      returning r.idempotency_key, r.scan_job_id, r.object_identity, r.size, r.etag, r.mtime
+      returning r.idempotency_key, r.scan_job_id, r.object_identity, r.size, r.etag, r.mtime, r.version_id
     )
     select count(*),
            coalesce(array_agg(row(
@@ -1555,7 +1575,8 @@ begin
              dsx_private.job_envelope('scan-object', ins.scan_job_id, v_scan.correlation_id, v_scan.root_job_id,
                                       p_parent_job_id, ins.idempotency_key, 'full_scan', v_scan.id::text,
                                       v_scope.integration_id, v_scope.id, ins.object_identity, v_scan.requested_by,
-                                      jsonb_build_object('size', ins.size, 'etag', ins.etag, 'mtime', ins.mtime)),
+                                      jsonb_build_object('size', ins.size, 'etag', ins.etag, 'mtime', ins.mtime,
+                                                         'version_id', ins.version_id)),
              -- No job_key: the unique idempotency_key of dsx.scan_results already makes this job once per
              -- object and scan, and keyed inserts cost graphile-worker an extra upsert per job.
              null, null, p_scan_max_attempts, null,

@@ -19,7 +19,9 @@ $$;
 
 -- Returns null when the policy is valid, else a message saying what is wrong. Used by the check
 -- constraint scopes_policy_valid.
--- Shape: {"<outcome>": {"remediation": "none|tag|move|delete", "notify": true|false|["channel", ...]}}
+-- Shape: {"<outcome>": {"remediation": "none|tag|move|delete", "tag": true|false,
+--                       "notify": true|false|["channel", ...]}}
+-- `tag` puts the verdict on the object (dsx-verdict, dsx-scanned-at) besides any other remediation.
 create or replace function dsx_private.policy_error(p jsonb) returns text
 language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
 declare
@@ -38,12 +40,15 @@ begin
       return format('policy.%s must be an object like {"remediation": "move", "notify": true}', k);
     end if;
     for f in select jsonb_object_keys(v) loop
-      if f not in ('remediation', 'notify') then
-        return format('policy.%s: unknown field %L (expected remediation, notify)', k, f);
+      if f not in ('remediation', 'notify', 'tag') then
+        return format('policy.%s: unknown field %L (expected remediation, tag, notify)', k, f);
       end if;
     end loop;
     if v ? 'remediation' and (jsonb_typeof(v->'remediation') <> 'string' or v->>'remediation' not in ('none', 'tag', 'move', 'delete')) then
       return format('policy.%s.remediation must be one of none, tag, move, delete (got %s)', k, v->'remediation');
+    end if;
+    if v ? 'tag' and jsonb_typeof(v->'tag') <> 'boolean' then
+      return format('policy.%s.tag must be true or false (got %s)', k, v->'tag');
     end if;
     if v ? 'notify' and jsonb_typeof(v->'notify') not in ('boolean', 'array') then
       return format('policy.%s.notify must be true, false or a list of channel names (got %s)', k, v->'notify');

@@ -268,3 +268,11 @@ end $$;
 comment on function dsx.create_notification_channel(text, text, text) is E'@resultFieldName notificationChannel\nCreates a webhook channel; its secret is write-only.';
 revoke execute on function dsx.create_notification_channel(text, text, text) from public;
 grant execute on function dsx.create_notification_channel(text, text, text) to dsx_operator;
+
+-- What a worker needs to build an integration's connector besides its settings: its credentials. They
+-- leave dsx_private only here, for the worker's own connection (the owner); no API role may call it.
+create or replace function dsx_private.integration_credentials_get(p_integration_id bigint) returns jsonb
+language sql stable set search_path = pg_catalog, pg_temp as $$
+  select c.credentials from dsx_private.integration_credentials c where c.integration_id = p_integration_id
+$$;
+revoke execute on function dsx_private.integration_credentials_get(bigint) from public;

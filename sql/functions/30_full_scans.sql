@@ -166,7 +166,7 @@ end $$;
 -- cursor, and the page is recorded only if the scan is still running then (a cancel or failure that
 -- committed meanwhile rolls the page back). Measured: a page held the row lock ~75 ms per 1,000 objects
 -- when it took it first, and concurrent finalize batches waited behind it.
--- p_objects: [{"identity": text, "size": bigint, "etag": text, "mtime": timestamptz}, ...]
+-- p_objects: [{"identity": text, "size": bigint, "etag": text, "mtime": timestamptz, "version_id": text}, ...]
 create or replace function dsx_private.record_page(
   p_full_scan_id bigint, p_page_no integer, p_objects jsonb, p_next_cursor text, p_parent_job_id uuid,
   p_scan_max_attempts integer
@@ -196,17 +196,17 @@ begin
 
   begin
     with o as (
-      select * from jsonb_to_recordset(p_objects) as x(identity text, size bigint, etag text, mtime timestamptz)
+      select * from jsonb_to_recordset(p_objects) as x(identity text, size bigint, etag text, mtime timestamptz, version_id text)
     ), ins as (
       insert into dsx.scan_results as r (idempotency_key, full_scan_id, scope_id, integration_id, object_identity,
                                          source_type, source_entity_id, correlation_id, root_job_id, requested_by,
-                                         size, etag, mtime)
+                                         size, etag, mtime, version_id)
       select 'fs:' || v_scan.id || ':' || dsx_private.identity_hash(o.identity), v_scan.id, v_scope.id,
              v_scope.integration_id, o.identity, 'full_scan', v_scan.id::text, v_scan.correlation_id,
-             v_scan.root_job_id, v_scan.requested_by, o.size, o.etag, o.mtime
+             v_scan.root_job_id, v_scan.requested_by, o.size, o.etag, o.mtime, o.version_id
         from o
       on conflict (idempotency_key) do nothing
-      returning r.idempotency_key, r.scan_job_id, r.object_identity, r.size, r.etag, r.mtime
+      returning r.idempotency_key, r.scan_job_id, r.object_identity, r.size, r.etag, r.mtime, r.version_id
     )
     select count(*),
            coalesce(array_agg(row(
@@ -214,7 +214,8 @@ begin
              dsx_private.job_envelope('scan-object', ins.scan_job_id, v_scan.correlation_id, v_scan.root_job_id,
                                       p_parent_job_id, ins.idempotency_key, 'full_scan', v_scan.id::text,
                                       v_scope.integration_id, v_scope.id, ins.object_identity, v_scan.requested_by,
-                                      jsonb_build_object('size', ins.size, 'etag', ins.etag, 'mtime', ins.mtime)),
+                                      jsonb_build_object('size', ins.size, 'etag', ins.etag, 'mtime', ins.mtime,
+                                                         'version_id', ins.version_id)),
              -- No job_key: the unique idempotency_key of dsx.scan_results already makes this job once per
              -- object and scan, and keyed inserts cost graphile-worker an extra upsert per job.
              null, null, p_scan_max_attempts, null,

@@ -69,7 +69,7 @@ end $$;
 -- times: ~30% less database time per object), and the full-scan rows are locked last, for the counter
 -- update alone (waiting for that lock cost 95 us per object when it was taken first).
 -- p_items: [{"idempotency_key", "outcome", "reason", "raw_reason", "raw_result", "normalization_version",
---            "attempts", "fetch_ms", "scan_ms", "size", "etag", "mtime", "job_id"}]
+--            "attempts", "fetch_ms", "scan_ms", "size", "etag", "mtime", "version_id", "job_id"}]
 -- Returns one row per distinct input key: status 'finalized' | 'duplicate' | 'missing'.
 create or replace function dsx_private.finalize_results(p_items jsonb)
 returns table (idempotency_key text, status text) language plpgsql set search_path = pg_catalog, pg_temp as $$
@@ -92,13 +92,14 @@ begin
       from jsonb_to_recordset(p_items) as x(
         idempotency_key text, outcome text, reason text, raw_reason text, raw_result jsonb,
         normalization_version integer, attempts integer, fetch_ms integer, scan_ms integer,
-        size bigint, etag text, mtime timestamptz, job_id uuid)
+        size bigint, etag text, mtime timestamptz, version_id text, job_id uuid)
   ), u as (
     update dsx.scan_results r
        set state = 'finalized', outcome = i.outcome, reason = i.reason, raw_reason = i.raw_reason,
            raw_result = i.raw_result, normalization_version = i.normalization_version,
            attempts = greatest(r.attempts, coalesce(i.attempts, 0)), fetch_ms = i.fetch_ms, scan_ms = i.scan_ms,
            size = coalesce(i.size, r.size), etag = coalesce(i.etag, r.etag), mtime = coalesce(i.mtime, r.mtime),
+           version_id = coalesce(i.version_id, r.version_id),
            finalize_job_id = i.job_id, finalized_at = clock_timestamp()
       from i
      where r.idempotency_key = any(v_keys) and r.idempotency_key = i.idempotency_key and r.state <> 'finalized'
@@ -108,16 +109,16 @@ begin
 
   if cardinality(v_done) > 0 then
     -- Latest state per object: the latest finalized scan wins, whichever source it came from.
-    insert into dsx.objects as o (scope_id, identity, identity_hash, size, etag, mtime, last_outcome, last_reason,
+    insert into dsx.objects as o (scope_id, identity, identity_hash, size, etag, mtime, version_id, last_outcome, last_reason,
                                   last_scan_result_id, last_finalized_at)
     select distinct on (d.scope_id, d.object_identity)
-           d.scope_id, d.object_identity, dsx_private.identity_hash(d.object_identity), d.size, d.etag, d.mtime,
+           d.scope_id, d.object_identity, dsx_private.identity_hash(d.object_identity), d.size, d.etag, d.mtime, d.version_id,
            d.outcome, d.reason, d.id, d.finalized_at
       from unnest(v_done) d
      where d.outcome <> 'canceled'
      order by d.scope_id, d.object_identity, d.finalized_at desc, d.id desc
     on conflict (scope_id, identity_hash) do update
-       set size = excluded.size, etag = excluded.etag, mtime = excluded.mtime,
+       set size = excluded.size, etag = excluded.etag, mtime = excluded.mtime, version_id = excluded.version_id,
            last_outcome = excluded.last_outcome, last_reason = excluded.last_reason,
            last_scan_result_id = excluded.last_scan_result_id, last_finalized_at = excluded.last_finalized_at,
            updated_at = now()
@@ -177,9 +178,11 @@ begin
 end $$;
 
 -- Evaluates each finalized result against its scope's policy (defaults from dsx_private.default_policy())
--- and writes one ledger row per decision: a remediation when it is not 'none', a notification per
--- matching enabled channel, or one 'skipped' notification row when no channel matches. Ledger keys are
--- deterministic, so a decision is recorded (and its job enqueued) once.
+-- and writes one ledger row per decision: a remediation when it is not 'none'; a verdict tag when the
+-- rule says "tag": true and the object stays where it is (no move or delete; "remediation": "tag" is
+-- the same decision); a notification per matching enabled channel, or one 'skipped' notification row
+-- when no channel matches. Ledger keys are deterministic, so a decision is recorded (and its job
+-- enqueued) once.
 create or replace function dsx_private.decide_side_effects(p_done dsx.scan_results[]) returns void language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
   v_specs graphile_worker.job_spec[];
@@ -202,6 +205,9 @@ begin
     select 'rem:' || d.idempotency_key as key, 'remediation' as kind, d.rule ->> 'remediation' as action,
            d.id as result_id, null::bigint as channel_id, d.outcome, 'pending' as status, null as detail
       from d where coalesce(d.rule ->> 'remediation', 'none') <> 'none'
+    union all
+    select 'tag:' || d.idempotency_key, 'remediation', 'tag', d.id, null::bigint, d.outcome, 'pending', null
+      from d where d.rule -> 'tag' = 'true'::jsonb and coalesce(d.rule ->> 'remediation', 'none') = 'none'
     union all
     select 'notify:' || w.idempotency_key || ':' || c.channel_id, 'notification', 'webhook', w.id, c.channel_id,
            w.outcome, 'pending', null

@@ -11,7 +11,7 @@
 -- exists (deleted by an operator, say) is taken over.
 create or replace function dsx_private.claim_side_effect(p_id bigint, p_job_id bigint)
 returns table (claim text, id bigint, kind text, action text, status text, idempotency_key text, outcome text,
-               reason text, scan_result_id bigint, object_identity text, etag text, integration_id bigint,
+               reason text, scan_result_id bigint, object_identity text, etag text, version_id text, integration_id bigint,
                scope_id bigint, full_scan_id bigint, source_type text, correlation_id uuid, finalized_at timestamptz,
                channel_url text, channel_secret text)
 language plpgsql set search_path = pg_catalog, pg_temp as $$
@@ -42,7 +42,7 @@ begin
    where e.id = p_id;
   return query
     select 'claimed', e.id, e.kind, e.action, 'executing'::text, e.idempotency_key, e.outcome, r.reason, r.id,
-           r.object_identity, r.etag, r.integration_id, r.scope_id, r.full_scan_id, r.source_type, r.correlation_id,
+           r.object_identity, r.etag, r.version_id, r.integration_id, r.scope_id, r.full_scan_id, r.source_type, r.correlation_id,
            r.finalized_at, c.url, cs.secret
       from dsx.side_effects e
       join dsx.scan_results r on r.id = e.scan_result_id

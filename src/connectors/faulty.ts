@@ -21,8 +21,12 @@ export class FaultyConnector implements Connector {
   readonly #opts: Required<Omit<FaultOptions, 'random'>> & { random: () => number };
   #lists = 0;
 
+  /** The inner connector's, when it has one (see Connector.identityOfEvent). */
+  readonly identityOfEvent?: (name: string) => string | null;
+
   constructor(inner: Connector, opts: FaultOptions) {
     this.#inner = inner;
+    if (inner.identityOfEvent) this.identityOfEvent = (name) => inner.identityOfEvent!(name);
     this.kind = inner.kind;
     this.#opts = {
       listFailRate: opts.listFailRate ?? 0,

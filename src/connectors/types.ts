@@ -143,6 +143,12 @@ export interface Connector {
    * probe objects): never enumerated, and storage events about them are ignored.
    */
   isInternal?(identity: string): boolean;
+  /**
+   * The identity of the object a storage event names (an S3 key or a blob name, decoded): null when the
+   * object is not the integration's to scan (outside its prefix, a folder marker, the connector's own
+   * quarantine or probe objects). Connectors without it take event names through the core's path rules.
+   */
+  identityOfEvent?(name: string): string | null;
   /** Tries each capability under `scopeRoot` without changing any object but its own probe. */
   probe?(scopeRoot: string): Promise<ProbeResult[]>;
   /** Releases sockets and timers (called when the registry replaces or drops the connector). */

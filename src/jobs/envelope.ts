@@ -58,6 +58,8 @@ export const scanObjectBody = z.object({
   size: z.number().int().min(0).nullable(),
   etag: z.string().nullable(),
   mtime: z.string().nullable(),
+  /** The version listed or named by the event, where the store keeps versions (absent from older jobs). */
+  version_id: z.string().nullable().optional(),
 });
 
 /** What a scan produced: a scanner verdict, or a failure that ends the object without one. */
@@ -84,6 +86,8 @@ export const finalizeScanObjectBody = z.object({
   size: z.number().int().min(0).nullable(),
   etag: z.string().nullable(),
   mtime: z.string().nullable(),
+  /** The version the verdict is about (the one read), where the store keeps versions. */
+  version_id: z.string().nullable().optional(),
 });
 
 export const sideEffectBody = z.object({

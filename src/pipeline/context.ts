@@ -47,7 +47,7 @@ export function createPipelineContext(args: { pool: pg.Pool; config: Config; log
       timeoutMs: config.dsxaTimeoutMs,
       maxInFlight: config.dsxaMaxInFlight,
     }),
-    connectors: new ConnectorRegistry(pool, { dataDir: config.dataDir }),
+    connectors: new ConnectorRegistry(pool, { dataDir: config.dataDir, log: args.log }),
     resultStates: new Batcher((keys) => scanResultsStates(pool, keys), { maxSize: 500, maxDelayMs: 1 }),
     scanned: new Batcher((items) => scanResultsRecordScanned(pool, items), { maxSize: 500, maxDelayMs: 2 }),
     finalizer: new Batcher((items) => scanResultsFinalize(pool, items), { maxSize: 500, maxDelayMs: 2 }),

@@ -37,6 +37,7 @@ export async function finalizeObject(ctx: PipelineContext, job: Job<'finalize-sc
     size: b.size,
     etag: b.etag,
     mtime: b.mtime,
+    version_id: b.version_id ?? null,
     job_id: job.job_id,
   });
 }

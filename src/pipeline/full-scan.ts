@@ -49,7 +49,7 @@ export async function enumeratePage(ctx: PipelineContext, job: Job<'enumerate-sc
   const keep = scopeFilter(target.root, target.includeGlobs, target.excludeGlobs);
   const objects = page.objects
     .filter((o) => keep(o.identity))
-    .map((o) => ({ identity: o.identity, size: o.size, etag: o.etag ?? null, mtime: o.mtime ?? null }));
+    .map((o) => ({ identity: o.identity, size: o.size, etag: o.etag ?? null, mtime: o.mtime ?? null, version_id: o.versionId ?? null }));
   const r = await fullScanRecordPage(ctx.pool, {
     id,
     pageNo,

@@ -66,7 +66,7 @@ export const NO_REASON = 'no_reason';
 
 /** Why an object got no verdict: the stage that failed and how. */
 export type ScanFailure =
-  | { stage: 'fetch'; kind: 'not_found' | 'permission' | 'escape' | 'transient' | 'invalid' | 'unavailable'; message: string }
+  | { stage: 'fetch'; kind: 'not_found' | 'permission' | 'escape' | 'transient' | 'throttled' | 'invalid' | 'unavailable' | 'configuration'; message: string }
   | { stage: 'scanner'; kind: 'timeout' | 'unavailable' | 'auth' | 'bad_request' | 'protocol'; message: string }
   | { stage: 'policy'; kind: 'size_cap' | 'excluded_type'; message: string }
   | { stage: 'cancel'; kind: 'interrupted'; message: string };
@@ -80,6 +80,8 @@ export const FAILURE_TABLE: FailureTable = {
     permission: ['fetch_failed', 'permission'],
     escape: ['fetch_failed', 'outside_scope'],
     transient: ['fetch_failed', 'transient_exhausted'],
+    throttled: ['fetch_failed', 'throttled_exhausted'],
+    configuration: ['fetch_failed', 'connector_misconfigured'],
     invalid: ['fetch_failed', 'invalid_identity'],
     unavailable: ['fetch_failed', 'connector_unavailable'],
   },

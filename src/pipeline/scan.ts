@@ -40,15 +40,20 @@ export async function scanObject(ctx: PipelineContext, job: Job<'scan-object'>, 
   let fetchMs: number | null = null;
   let scanMs: number | null = null;
   let size = job.body.size;
+  let etag = job.body.etag;
+  let versionId = job.body.version_id ?? null;
   // Transient faults (a 503, a dropped connection, a failed read) are first retried here, reopening
   // the object, after a short pause: cheaper than a queue retry, whose backoff starts at ~3 s.
   for (let tryNo = 1; outcome === undefined; tryNo++) {
     const t0 = performance.now();
     try {
       const connector = await ctx.connectors.get(job.integration_id);
-      const opened = await connector.open(identity);
+      const opened = await connector.open(identity, versionId ? { versionId } : undefined);
       fetchMs = Math.round(performance.now() - t0);
       size = opened.size ?? size;
+      // The verdict is about the version read: remediation acts on exactly that one.
+      etag = opened.etag ?? etag;
+      versionId = opened.versionId ?? versionId;
       try {
         const r = await ctx.dsxa.scanBinary(opened.stream, {
           size: opened.size,
@@ -76,8 +81,9 @@ export async function scanObject(ctx: PipelineContext, job: Job<'scan-object'>, 
     fetch_ms: fetchMs,
     scan_ms: scanMs,
     size,
-    etag: job.body.etag,
+    etag,
     mtime: job.body.mtime,
+    version_id: versionId,
   });
   const recorded = await ctx.scanned.add({ idempotency_key: job.idempotency_key, attempts: attempt.attempts, payload });
   return recorded === 'queued' ? { status: 'queued' } : { status: 'skipped', state: recorded };

@@ -40,14 +40,23 @@ async function perform(ctx: PipelineContext, e: ClaimedEffect): Promise<ActionRe
   const connector = await ctx.connectors.get(e.integration_id);
   switch (e.action) {
     case 'delete':
-      return connector.remove(e.object_identity, { etag: e.etag });
+      return connector.remove(e.object_identity, { etag: e.etag, versionId: e.version_id });
     case 'move':
-      return connector.quarantine(e.object_identity, { etag: e.etag, key: e.idempotency_key });
+      return connector.quarantine(e.object_identity, { etag: e.etag, versionId: e.version_id, key: e.idempotency_key });
     case 'tag':
-      return connector.tag(e.object_identity, { 'dsx-outcome': e.outcome, ...(e.reason ? { 'dsx-reason': e.reason } : {}) });
+      return connector.tag(e.object_identity, verdictTags(e), { etag: e.etag, versionId: e.version_id });
     default:
       return { status: 'not_supported', detail: `unknown action ${e.action}` };
   }
+}
+
+/**
+ * The verdict tags of an object, merged by the connector into its own tags: `dsx-verdict` (the outcome)
+ * and `dsx-scanned-at` (when the verdict was recorded, ISO-8601 UTC). A bucket policy or an ABAC
+ * condition can then deny reads of anything not tagged `dsx-verdict=clean` (README).
+ */
+export function verdictTags(e: Pick<ClaimedEffect, 'outcome' | 'finalized_at'>): Record<string, string> {
+  return { 'dsx-verdict': e.outcome, 'dsx-scanned-at': new Date(e.finalized_at).toISOString() };
 }
 
 function retryable(err: unknown): boolean {

@@ -196,6 +196,7 @@ export async function startWorker(args: {
       await watcher?.stop();
       await Promise.all(lanes.map((l) => l.current!.runner.stop().catch(() => {})));
       await Promise.all(lanes.flatMap((l) => l.current!.heartbeats.map((h) => h.stop())));
+      await context.connectors.close();
     },
   };
 }

@@ -73,6 +73,10 @@ export class AzureBlobConnector implements Connector {
     this.#copyTimeoutMs = opts.copyTimeoutMs;
   }
 
+  identityOfEvent(name: string): string | null {
+    return this.#naming.identityOfBlob(name);
+  }
+
   /** The identity of a blob of the integration's container; null outside the prefix and for internal blobs. */
   identityOfBlob(name: string): string | null {
     return this.#naming.identityOfBlob(name);

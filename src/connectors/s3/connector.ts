@@ -83,6 +83,10 @@ export class S3Connector implements Connector {
     return this.layout.identityOfKey(key);
   }
 
+  identityOfEvent(name: string): string | null {
+    return this.layout.identityOfKey(name);
+  }
+
   /** The key of an identity. */
   keyOf(identity: string): string {
     return this.layout.keyOf(identity);

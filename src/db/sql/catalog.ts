@@ -38,6 +38,12 @@ export async function integrationGetByName(db: Queryable, name: string): Promise
   return (rows[0] as Integration | undefined) ?? null;
 }
 
+/** An integration's stored credentials (dsx_private), for building its connector; null when it has none. */
+export async function integrationCredentialsGet(db: Queryable, id: number): Promise<unknown> {
+  const { rows } = await db.query<{ c: unknown }>('select dsx_private.integration_credentials_get($1) as c', [id]);
+  return rows[0]?.c ?? null;
+}
+
 export async function integrationList(db: Queryable): Promise<Integration[]> {
   const { rows } = await db.query(`select ${integrationColumns} from dsx.integrations order by id`);
   return rows as Integration[];

@@ -104,6 +104,7 @@ export interface PageObject {
   size: number | null;
   etag: string | null;
   mtime: string | null;
+  version_id?: string | null;
 }
 
 /** Records a page with its scan jobs, counters, cursor and next page job (dsx_private.record_page). */

@@ -43,6 +43,7 @@ export interface FinalizeItem {
   size: number | null;
   etag: string | null;
   mtime: string | null;
+  version_id: string | null;
   job_id: string;
 }
 

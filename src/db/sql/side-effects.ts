@@ -15,6 +15,8 @@ export interface ClaimedEffect {
   object_identity: string;
   /** The etag recorded with the scanned version (null where the store has none). */
   etag: string | null;
+  /** The scanned version, where the store keeps versions. */
+  version_id: string | null;
   integration_id: number;
   scope_id: number;
   full_scan_id: number | null;
@@ -38,7 +40,7 @@ export type Claim = { claim: 'claimed'; effect: ClaimedEffect } | { claim: 'held
 export async function sideEffectClaim(db: Queryable, id: number, jobId: string): Promise<Claim> {
   const { rows } = await db.query(
     `select claim, id::float8 as id, kind, action, status, idempotency_key, outcome, reason,
-            scan_result_id::float8 as scan_result_id, object_identity, etag, integration_id::float8 as integration_id,
+            scan_result_id::float8 as scan_result_id, object_identity, etag, version_id, integration_id::float8 as integration_id,
             scope_id::float8 as scope_id, full_scan_id::float8 as full_scan_id, source_type, correlation_id, finalized_at,
             channel_url, channel_secret
        from dsx_private.claim_side_effect($1, $2)`,
