@@ -104,6 +104,13 @@ table dsx.full_scans
   column updated_at timestamp with time zone not null default now()
   column progress_notified_at timestamp with time zone
   --   comment: "@behavior -*\nWhen the last progress NOTIFY was sent (throttle)."
+  column enumeration_error text
+  --   comment: "The last listing error while it keeps failing (cleared when a page is recorded)."
+  column enumeration_error_at timestamp with time zone
+  column enumeration_attempt integer
+  column enumeration_max_attempts integer
+  column enumeration_retry_at timestamp with time zone
+  --   comment: "When the failing listing is tried again."
   constraint full_scans_cancel_consistent: CHECK (((cancel_mode IS NULL) = (cancel_requested_at IS NULL)))
   constraint full_scans_cancel_mode_check: CHECK ((cancel_mode = ANY (ARRAY['drain'::text, 'interrupt'::text])))
   constraint full_scans_counts_consistent: CHECK (((finalized <= discovered) AND (finalized = (((((((clean_count + malicious_count) + unable_to_scan_count) + unsupported_type_count) + fetch_failed_count) + timeout_count) + policy_blocked_count) + canceled_count))))
@@ -441,7 +448,12 @@ view dsx.full_scan_progress as
     f.requested_by,
     f.created_at,
     f.started_at,
-    f.finished_at
+    f.finished_at,
+    f.enumeration_error,
+    f.enumeration_error_at,
+    f.enumeration_attempt,
+    f.enumeration_max_attempts,
+    f.enumeration_retry_at
    FROM dsx.full_scans f
      JOIN dsx.scopes s ON s.id = f.scope_id;
 --   comment: "@primaryKey id\n@foreignKey (id) references dsx.full_scans (id)|@fieldName fullScan|@foreignFieldName progress\n@foreignKey (scope_id) references dsx.scopes (id)|@fieldName scope|@foreignFieldName progress\n@behavior -insert -update -delete\nOne row per full scan with progress (finalized/discovered), rate and ETA."
@@ -1455,6 +1467,29 @@ begin
   return array_to_string(v_parts, '/');
 end $function$
 
+-- function dsx_private.note_enumeration_error(p_full_scan_id bigint, p_error text, p_attempt integer, p_max_attempts integer, p_retry_at timestamp with time zone)
+--   privileges: default
+CREATE OR REPLACE FUNCTION dsx_private.note_enumeration_error(p_full_scan_id bigint, p_error text, p_attempt integer, p_max_attempts integer, p_retry_at timestamp with time zone)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_scan dsx.full_scans;
+begin
+  update dsx.full_scans f
+     set enumeration_error = p_error, enumeration_error_at = now(), enumeration_attempt = p_attempt,
+         enumeration_max_attempts = p_max_attempts, enumeration_retry_at = p_retry_at, updated_at = now()
+   where f.id = p_full_scan_id and f.status = 'running'
+  returning * into v_scan;
+  if found then
+    perform dsx_private.audit('dsx-connect', 'full_scan.enumeration_error', v_scan.scope_id, v_scan.id, v_scan.correlation_id,
+                              jsonb_build_object('error', p_error, 'attempt', p_attempt, 'max_attempts', p_max_attempts,
+                                                 'retry_at', p_retry_at));
+    perform dsx_private.notify_full_scan(v_scan.id, v_scan.status);
+  end if;
+end $function$
+
 -- function dsx_private.notify_full_scan(p_id bigint, p_status text)
 --   privileges: default
 CREATE OR REPLACE FUNCTION dsx_private.notify_full_scan(p_id bigint, p_status text)
@@ -1589,7 +1624,9 @@ begin
 
     update dsx.full_scans f
        set discovered = f.discovered + v_new, pages = f.pages + 1, cursor = p_next_cursor,
-           enumeration_exhausted = (p_next_cursor is null), updated_at = now()
+           enumeration_exhausted = (p_next_cursor is null), updated_at = now(),
+           enumeration_error = null, enumeration_error_at = null, enumeration_attempt = null,
+           enumeration_max_attempts = null, enumeration_retry_at = null
      where f.id = p_full_scan_id and f.status = 'running'
     returning * into v_scan;
     if not found then
@@ -1840,6 +1877,29 @@ begin
     end if;
     if new.settings ? 'quarantine_dir' and coalesce(new.settings->>'quarantine_dir', '') !~ '^/' then
       perform dsx_private.raise('22023', format('filesystem integration %s: settings.quarantine_dir must be an absolute path', new.name));
+    end if;
+    -- A quarantine inside the share lets a share user plant symlinks in it: it must be outside the root
+    -- (lexically here; the connector also checks real paths, owner and mode when it is used).
+    if new.settings ? 'quarantine_dir' and (rtrim(new.settings->>'quarantine_dir', '/') = rtrim(new.settings->>'root', '/')
+        or starts_with(rtrim(new.settings->>'quarantine_dir', '/') || '/', rtrim(new.settings->>'root', '/') || '/')
+        or starts_with(rtrim(new.settings->>'root', '/') || '/', rtrim(new.settings->>'quarantine_dir', '/') || '/')) then
+      perform dsx_private.raise('22023', format('filesystem integration %s: settings.quarantine_dir %s must be outside the integration root %s (a share user could plant symlinks in it)',
+                                                new.name, new.settings->>'quarantine_dir', new.settings->>'root'),
+                                'choose a directory outside the share, owned by the service user and not writable by others (default: <DSX_DATA_DIR>/quarantine/<integration id>)');
+    end if;
+  elsif new.kind = 's3' then
+    if jsonb_typeof(new.settings->'bucket') is distinct from 'string' or new.settings->>'bucket' !~ '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$' then
+      perform dsx_private.raise('22023', format('s3 integration %s needs settings.bucket, a bucket name (3-63 lowercase letters, digits, dots and hyphens)', new.name));
+    end if;
+    if new.settings ? 'quarantine_bucket' and new.settings ? 'quarantine_prefix' then
+      perform dsx_private.raise('22023', format('s3 integration %s: set settings.quarantine_bucket or settings.quarantine_prefix, not both', new.name));
+    end if;
+  elsif new.kind = 'azure_blob' then
+    if jsonb_typeof(new.settings->'container') is distinct from 'string' or new.settings->>'container' !~ '^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$' then
+      perform dsx_private.raise('22023', format('azure_blob integration %s needs settings.container, a container name (3-63 lowercase letters, digits and single hyphens)', new.name));
+    end if;
+    if new.settings ? 'quarantine_container' and new.settings ? 'quarantine_prefix' then
+      perform dsx_private.raise('22023', format('azure_blob integration %s: set settings.quarantine_container or settings.quarantine_prefix, not both', new.name));
     end if;
   elsif new.kind = 'synthetic' then
     if jsonb_typeof(new.settings->'objects') is distinct from 'number' or (new.settings->>'objects')::numeric < 0 then

@@ -38,6 +38,7 @@ const envSchema = z.object({
   DSXA_MAX_IN_FLIGHT: int(16),
   DSX_PAGE_SIZE: int(500),
   DSX_SCAN_MAX_ATTEMPTS: int(5),
+  DSX_ENUMERATION_MAX_ATTEMPTS: int(8),
   DSX_WORKER_CONCURRENCY: int(128),
   DSX_EFFECTS_CONCURRENCY: int(32),
   DSX_WORKER_HEARTBEAT_MS: int(10_000, 100),
@@ -75,6 +76,8 @@ export interface Config {
   dsxaMaxInFlight: number;
   pageSize: number;
   scanMaxAttempts: number;
+  /** Attempts of a failing listing before the full scan fails with its error (backoff ~30 min in all at 8). */
+  enumerationMaxAttempts: number;
   workerConcurrency: number;
   /** Side-effect jobs (remediation, notification) run at once per worker process, in their own lane. */
   effectsConcurrency: number;
@@ -127,6 +130,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dsxaMaxInFlight: e.DSXA_MAX_IN_FLIGHT,
     pageSize: e.DSX_PAGE_SIZE,
     scanMaxAttempts: e.DSX_SCAN_MAX_ATTEMPTS,
+    enumerationMaxAttempts: e.DSX_ENUMERATION_MAX_ATTEMPTS,
     workerConcurrency: e.DSX_WORKER_CONCURRENCY,
     effectsConcurrency: e.DSX_EFFECTS_CONCURRENCY,
     heartbeatMs: e.DSX_WORKER_HEARTBEAT_MS,

@@ -20,7 +20,9 @@ const PROGRESS_SQL = `
   select id::int as "fullScanId", status, discovered::float8 as discovered, finalized::float8 as finalized,
          enumeration_exhausted as "enumerationExhausted", percent_finalized::float8 as "percentFinalized",
          objects_per_s::float8 as "objectsPerS", eta_s::float8 as "etaS", outcomes, cancel_mode as "cancelMode",
-         error, started_at::text as "startedAt", finished_at::text as "finishedAt"
+         error, started_at::text as "startedAt", finished_at::text as "finishedAt",
+         enumeration_error as "enumerationError", enumeration_attempt as "enumerationAttempt",
+         enumeration_max_attempts as "enumerationMaxAttempts", enumeration_retry_at::text as "enumerationRetryAt"
     from dsx.full_scan_progress where id = $1`;
 
 interface ProgressRow {
@@ -110,6 +112,11 @@ export function makeSubscriptionsPlugin(): GraphileConfig.Plugin {
           error: String
           startedAt: String
           finishedAt: String
+          """The last listing error while listing keeps failing (cleared when a page is recorded), its attempt and the next try."""
+          enumerationError: String
+          enumerationAttempt: Int
+          enumerationMaxAttempts: Int
+          enumerationRetryAt: String
           fullScan: FullScan
         }
         extend type Subscription {

@@ -17,6 +17,29 @@ begin
     if new.settings ? 'quarantine_dir' and coalesce(new.settings->>'quarantine_dir', '') !~ '^/' then
       perform dsx_private.raise('22023', format('filesystem integration %s: settings.quarantine_dir must be an absolute path', new.name));
     end if;
+    -- A quarantine inside the share lets a share user plant symlinks in it: it must be outside the root
+    -- (lexically here; the connector also checks real paths, owner and mode when it is used).
+    if new.settings ? 'quarantine_dir' and (rtrim(new.settings->>'quarantine_dir', '/') = rtrim(new.settings->>'root', '/')
+        or starts_with(rtrim(new.settings->>'quarantine_dir', '/') || '/', rtrim(new.settings->>'root', '/') || '/')
+        or starts_with(rtrim(new.settings->>'root', '/') || '/', rtrim(new.settings->>'quarantine_dir', '/') || '/')) then
+      perform dsx_private.raise('22023', format('filesystem integration %s: settings.quarantine_dir %s must be outside the integration root %s (a share user could plant symlinks in it)',
+                                                new.name, new.settings->>'quarantine_dir', new.settings->>'root'),
+                                'choose a directory outside the share, owned by the service user and not writable by others (default: <DSX_DATA_DIR>/quarantine/<integration id>)');
+    end if;
+  elsif new.kind = 's3' then
+    if jsonb_typeof(new.settings->'bucket') is distinct from 'string' or new.settings->>'bucket' !~ '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$' then
+      perform dsx_private.raise('22023', format('s3 integration %s needs settings.bucket, a bucket name (3-63 lowercase letters, digits, dots and hyphens)', new.name));
+    end if;
+    if new.settings ? 'quarantine_bucket' and new.settings ? 'quarantine_prefix' then
+      perform dsx_private.raise('22023', format('s3 integration %s: set settings.quarantine_bucket or settings.quarantine_prefix, not both', new.name));
+    end if;
+  elsif new.kind = 'azure_blob' then
+    if jsonb_typeof(new.settings->'container') is distinct from 'string' or new.settings->>'container' !~ '^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$' then
+      perform dsx_private.raise('22023', format('azure_blob integration %s needs settings.container, a container name (3-63 lowercase letters, digits and single hyphens)', new.name));
+    end if;
+    if new.settings ? 'quarantine_container' and new.settings ? 'quarantine_prefix' then
+      perform dsx_private.raise('22023', format('azure_blob integration %s: set settings.quarantine_container or settings.quarantine_prefix, not both', new.name));
+    end if;
   elsif new.kind = 'synthetic' then
     if jsonb_typeof(new.settings->'objects') is distinct from 'number' or (new.settings->>'objects')::numeric < 0 then
       perform dsx_private.raise('22023', format('synthetic integration %s needs settings.objects, a non-negative number of objects', new.name));

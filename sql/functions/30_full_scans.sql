@@ -228,7 +228,9 @@ begin
 
     update dsx.full_scans f
        set discovered = f.discovered + v_new, pages = f.pages + 1, cursor = p_next_cursor,
-           enumeration_exhausted = (p_next_cursor is null), updated_at = now()
+           enumeration_exhausted = (p_next_cursor is null), updated_at = now(),
+           enumeration_error = null, enumeration_error_at = null, enumeration_attempt = null,
+           enumeration_max_attempts = null, enumeration_retry_at = null
      where f.id = p_full_scan_id and f.status = 'running'
     returning * into v_scan;
     if not found then
@@ -256,6 +258,27 @@ begin
     perform dsx_private.complete_if_done(array[p_full_scan_id]);
   end if;
   return jsonb_build_object('status', 'recorded', 'new', v_new);
+end $$;
+
+-- A listing failed and will be tried again: the scan shows the error, the attempt and when the next
+-- one runs (cleared by the next page recorded). Changes nothing for a scan that is no longer running.
+create or replace function dsx_private.note_enumeration_error(
+  p_full_scan_id bigint, p_error text, p_attempt integer, p_max_attempts integer, p_retry_at timestamptz
+) returns void language plpgsql set search_path = pg_catalog, pg_temp as $$
+declare
+  v_scan dsx.full_scans;
+begin
+  update dsx.full_scans f
+     set enumeration_error = p_error, enumeration_error_at = now(), enumeration_attempt = p_attempt,
+         enumeration_max_attempts = p_max_attempts, enumeration_retry_at = p_retry_at, updated_at = now()
+   where f.id = p_full_scan_id and f.status = 'running'
+  returning * into v_scan;
+  if found then
+    perform dsx_private.audit('dsx-connect', 'full_scan.enumeration_error', v_scan.scope_id, v_scan.id, v_scan.correlation_id,
+                              jsonb_build_object('error', p_error, 'attempt', p_attempt, 'max_attempts', p_max_attempts,
+                                                 'retry_at', p_retry_at));
+    perform dsx_private.notify_full_scan(v_scan.id, v_scan.status);
+  end if;
 end $$;
 
 -- An enumeration that cannot go on (scope root gone, attempts exhausted): the scan ends 'failed' and

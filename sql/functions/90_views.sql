@@ -19,7 +19,9 @@ select f.id, f.scope_id, s.name as scope_name, f.status, f.discovered, f.finaliz
                           'unable_to_scan', f.unable_to_scan_count, 'unsupported_type', f.unsupported_type_count,
                           'fetch_failed', f.fetch_failed_count, 'timeout', f.timeout_count,
                           'policy_blocked', f.policy_blocked_count, 'canceled', f.canceled_count) as outcomes,
-       f.cancel_mode, f.error, f.requested_by, f.created_at, f.started_at, f.finished_at
+       f.cancel_mode, f.error, f.requested_by, f.created_at, f.started_at, f.finished_at,
+       f.enumeration_error, f.enumeration_error_at, f.enumeration_attempt, f.enumeration_max_attempts,
+       f.enumeration_retry_at
   from dsx.full_scans f
   join dsx.scopes s on s.id = f.scope_id;
 comment on view dsx.full_scan_progress is

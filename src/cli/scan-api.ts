@@ -71,6 +71,10 @@ export async function apiFullScanProgress(target: ApiTarget, id: number): Promis
     created_at: date(p.createdAt)!,
     started_at: date(p.startedAt),
     finished_at: date(p.finishedAt),
+    enumeration_error: (p.enumerationError as string | null) ?? null,
+    enumeration_attempt: num(p.enumerationAttempt),
+    enumeration_max_attempts: num(p.enumerationMaxAttempts),
+    enumeration_retry_at: date(p.enumerationRetryAt),
   };
 }
 

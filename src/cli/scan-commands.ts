@@ -50,6 +50,12 @@ function describe(p: FullScanProgress): string {
       `${p.objects_per_s ? `, ${p.objects_per_s} objects/s` : ''}${p.eta_s ? `, ETA ${p.eta_s}s` : ''}`,
     `  outcomes: ${outcomes || '(none yet)'}`,
     ...(p.error ? [`  error: ${p.error}`] : []),
+    ...(p.enumeration_error && !p.finished_at
+      ? [
+          `  listing failing (attempt ${p.enumeration_attempt} of ${p.enumeration_max_attempts}): ${p.enumeration_error}`,
+          `  next try at ${new Date(p.enumeration_retry_at!).toISOString()}`,
+        ]
+      : []),
   ].join('\n');
 }
 
@@ -70,6 +76,10 @@ export function statusJson(p: FullScanProgress) {
     eta_s: p.eta_s,
     cancel_mode: p.cancel_mode,
     error: p.error,
+    enumeration_error: p.enumeration_error,
+    enumeration_attempt: p.enumeration_attempt,
+    enumeration_max_attempts: p.enumeration_max_attempts,
+    enumeration_retry_at: p.enumeration_retry_at,
     requested_by: p.requested_by,
     created_at: p.created_at,
     started_at: p.started_at,

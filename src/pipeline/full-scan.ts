@@ -4,7 +4,7 @@
  * page job) in one transaction.
  */
 import { ConnectorError } from '../connectors/types.ts';
-import { fullScanBegin, fullScanEnumerationTarget, fullScanFail, fullScanRecordPage } from '../db/sql/full-scans.ts';
+import { fullScanBegin, fullScanEnumerationTarget, fullScanFail, fullScanNoteEnumerationError, fullScanRecordPage } from '../db/sql/full-scans.ts';
 import type { Job } from '../jobs/envelope.ts';
 import type { PipelineContext } from './context.ts';
 import { scopeFilter } from './filters.ts';
@@ -24,6 +24,14 @@ export async function beginFullScan(ctx: PipelineContext, job: Job<'full-scan-sc
   return fullScanBegin(ctx.pool, job.body.full_scan_id);
 }
 
+/**
+ * graphile-worker's delay before the next attempt of a job that failed its n-th attempt: exp(min(n, 10))
+ * seconds (its default backoff; about 2.7 s, 7.4 s, 20 s, 55 s, 2.5 min, 6.7 min, 18 min, ...).
+ */
+export function retryDelayMs(attempts: number): number {
+  return Math.round(Math.exp(Math.min(attempts, 10)) * 1000);
+}
+
 /** Lists and records one page. Returns what happened ('recorded', 'duplicate', 'canceled', 'failed', ...). */
 export async function enumeratePage(ctx: PipelineContext, job: Job<'enumerate-scope-page'>, attempt: Attempt): Promise<string> {
   const { full_scan_id: id, page_no: pageNo, cursor } = job.body;
@@ -39,9 +47,16 @@ export async function enumeratePage(ctx: PipelineContext, job: Job<'enumerate-sc
     const size = pageNo === 0 ? Math.min(FIRST_PAGE_SIZE, ctx.config.pageSize) : ctx.config.pageSize;
     page = await connector.listPage(target.root, cursor, size);
   } catch (err) {
-    const final = (err instanceof ConnectorError && !err.retryable) || attempt.attempts >= attempt.maxAttempts;
-    if (!final) throw err;
+    const maxAttempts = Math.min(attempt.maxAttempts, ctx.config.enumerationMaxAttempts);
+    const final = (err instanceof ConnectorError && !err.retryable) || attempt.attempts >= maxAttempts;
     const message = `enumeration of page ${pageNo} failed: ${(err as Error).message}`;
+    if (!final) {
+      // Shown by `scan status` and the progress subscription until a page is recorded again.
+      const retryAt = new Date(Date.now() + retryDelayMs(attempt.attempts));
+      ctx.log.warn({ full_scan_id: id, page_no: pageNo, attempt: attempt.attempts, max_attempts: maxAttempts, retry_at: retryAt, err: message }, 'listing failed; retrying');
+      await fullScanNoteEnumerationError(ctx.pool, { id, error: message, attempt: attempt.attempts, maxAttempts, retryAt }).catch(() => {});
+      throw err;
+    }
     ctx.log.warn({ full_scan_id: id, page_no: pageNo, err: message }, 'enumeration cannot go on: the full scan ends failed');
     await fullScanFail(ctx.pool, id, message);
     return 'failed';

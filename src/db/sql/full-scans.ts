@@ -46,6 +46,11 @@ export interface FullScanProgress {
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
+  /** The last listing error while it keeps failing, with its attempt and the next retry. */
+  enumeration_error: string | null;
+  enumeration_attempt: number | null;
+  enumeration_max_attempts: number | null;
+  enumeration_retry_at: string | null;
 }
 
 /** One scan's progress row from dsx.full_scan_progress, or null. */
@@ -54,7 +59,8 @@ export async function fullScanProgressGet(db: Queryable, id: number): Promise<Fu
     `select id::float8 as id, scope_id::float8 as scope_id, scope_name, status, discovered::float8 as discovered,
             finalized::float8 as finalized, pages, enumeration_exhausted, percent_finalized::float8 as percent_finalized,
             elapsed_s::float8 as elapsed_s, objects_per_s::float8 as objects_per_s, eta_s::float8 as eta_s, outcomes,
-            cancel_mode, error, requested_by, created_at, started_at, finished_at
+            cancel_mode, error, requested_by, created_at, started_at, finished_at, enumeration_error,
+            enumeration_attempt, enumeration_max_attempts, enumeration_retry_at
        from dsx.full_scan_progress where id = $1`,
     [id],
   );
@@ -117,6 +123,14 @@ export async function fullScanRecordPage(
     [args.id, args.pageNo, JSON.stringify(args.objects), args.nextCursor, args.parentJobId, args.scanMaxAttempts],
   );
   return rows[0]!.r;
+}
+
+/** Records a listing failure that will be retried (dsx_private.note_enumeration_error). */
+export async function fullScanNoteEnumerationError(
+  db: Queryable,
+  args: { id: number; error: string; attempt: number; maxAttempts: number; retryAt: Date },
+): Promise<void> {
+  await db.query('select dsx_private.note_enumeration_error($1, $2, $3, $4, $5)', [args.id, args.error, args.attempt, args.maxAttempts, args.retryAt]);
 }
 
 /** Ends a scan whose enumeration cannot go on (dsx_private.fail_full_scan). */
