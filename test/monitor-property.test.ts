@@ -9,7 +9,7 @@ import t from 'tap';
 import { integrationCreate } from '../src/db/sql/catalog.ts';
 import { eventSecretEnsure } from '../src/db/sql/monitor.ts';
 import { normalizeRelativePath } from '../src/connectors/identity.ts';
-import { EventFormatError, MAX_IDENTITY_BYTES, parseEventBody } from '../src/monitor/events.ts';
+import { EventFormatError, MAX_IDENTITY_BYTES, parseEventBody } from '../src/monitor/events/index.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { apiServer } from './helpers/graphql.ts';
 

@@ -16,7 +16,7 @@ import type pg from 'pg';
 import { eventSecretGet, monitorEventsAccept } from '../db/sql/monitor.ts';
 import type { Logger } from '../log.ts';
 import { verifySignature } from '../notify/webhook.ts';
-import { EventFormatError, parseEventBody } from './events.ts';
+import { EventFormatError, parseEventBody } from './events/index.ts';
 
 export interface IntakeOptions {
   pool: pg.Pool;

@@ -3,7 +3,7 @@ import type pg from 'pg';
 
 type Queryable = Pick<pg.Pool, 'query'>;
 
-/** One event as the intake normalized it (see src/monitor/events.ts). */
+/** One event as the intake normalized it (see src/monitor/events/). */
 export interface IncomingEvent {
   external_id: string | null;
   event_type: 'created' | 'modified' | 'deleted';
