@@ -76,6 +76,9 @@ function authenticated(req: http.IncomingMessage, url: URL, body: Buffer, secret
   return token !== null && sameSecret(token, secret);
 }
 
+/** SQLSTATE class 22, data exception: a value PostgreSQL refuses, whenever it is sent again. */
+const DATA_EXCEPTION_CLASS = '22';
+
 const SNS_HOST = /^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$/;
 
 /** Handles one request to /events/...; `rest` is the path after /events/. */
@@ -160,9 +163,18 @@ export function createEventIntake(opts: IntakeOptions) {
         send(res, err.status, { error: err.message });
         return;
       }
-      // The database is unreachable or refused: the sender should retry (S3, SNS and Event Grid do).
-      log.error({ err: (err as Error).message }, 'event intake failed');
-      send(res, 503, { error: `events not recorded, retry later: ${(err as Error).message}` });
+      const message = (err as Error).message;
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === 'string' && code.startsWith(DATA_EXCEPTION_CLASS)) {
+        // Retrying the same request can never succeed. The field checks of src/monitor/events/ are
+        // meant to refuse every such value first, naming it; reaching this line is a gap in them.
+        log.error({ code, err: message }, 'event intake: the database refused a value the field checks let through');
+        send(res, 400, { error: `the database refused a value of this request (SQLSTATE ${code}: ${message}); nothing was recorded: fix the value, retrying it unchanged will not help` });
+        return;
+      }
+      // The database is unreachable or failing: the sender should retry (S3, SNS and Event Grid do).
+      log.error({ err: message }, 'event intake failed');
+      send(res, 503, { error: `events not recorded, retry later: ${message}` });
     }
   };
 }

@@ -1,6 +1,7 @@
 /** The identity step of every provider format: the default, and the checks any identity step must pass. */
 import { normalizeRelativePath } from '../../connectors/identity.ts';
-import { EventFormatError } from './format-error.ts';
+import { textProblem } from './fields.ts';
+import { EventFormatError, shown } from './format-error.ts';
 import type { IdentityOf } from './types.ts';
 
 /** Longest object identity accepted, in bytes (UTF-8). */
@@ -18,11 +19,16 @@ export const canonicalIdentity: IdentityOf = (raw, where) => {
   } catch (err) {
     throw new EventFormatError(`${where}: ${(err as Error).message}`);
   }
-  if (id === '') throw new EventFormatError(`${where}: object identity ${JSON.stringify(raw)} names no object`);
+  if (id === '') throw new EventFormatError(`${where}: object identity ${shown(raw)} names no object`);
   return id;
 };
 
-/** `identityOf(raw, where)`: the identity step chosen for this parse. */
+/** `identityOf(raw, where)`, checked: not empty, at most MAX_IDENTITY_BYTES, storable by PostgreSQL. */
 export function checkedIdentity(identityOf: IdentityOf, raw: string, where: string): string {
-  return identityOf(raw, where);
+  const id = identityOf(raw, where);
+  if (typeof id !== 'string' || id === '') throw new EventFormatError(`${where}: object identity ${shown(raw)} names no object`);
+  if (Buffer.byteLength(id) > MAX_IDENTITY_BYTES) throw new EventFormatError(`${where}: object identity longer than ${MAX_IDENTITY_BYTES} bytes`);
+  const problem = textProblem(id);
+  if (problem) throw new EventFormatError(`${where}: object identity ${problem}`);
+  return id;
 }

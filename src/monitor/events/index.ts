@@ -11,10 +11,13 @@
  * - The generic form (generic.ts).
  *
  * Event kinds that are neither a creation, a change nor a deletion (restores, tier changes, tagging)
- * are skipped and counted in the response. Anything malformed throws EventFormatError (HTTP 400): the
- * request is refused as a whole and nothing is recorded.
+ * are skipped and counted in the response. Anything malformed, or that PostgreSQL could not store (a
+ * NUL, an unpaired surrogate, a timestamp it refuses, a size beyond a safe integer), throws
+ * EventFormatError (HTTP 400) naming the field: the request is refused as a whole and nothing is
+ * recorded.
  */
 export { parseEventBody } from './dispatch.ts';
+export { canonicalTimestamp, textProblem } from './fields.ts';
 export { EventFormatError, MAX_EVENTS_PER_REQUEST } from './format-error.ts';
 export { canonicalIdentity, MAX_IDENTITY_BYTES } from './identity.ts';
 export type { EventSource, IdentityOf, ParseOptions, ParsedBody } from './types.ts';

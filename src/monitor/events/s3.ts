@@ -5,18 +5,23 @@
  */
 import { z } from 'zod';
 import type { IncomingEvent } from '../../db/sql/monitor.ts';
-import { size, storedText, timestamp } from './fields.ts';
-import { EventFormatError, MAX_EVENTS_PER_REQUEST, parseWith } from './format-error.ts';
+import { size, storedText, textProblem, timestamp } from './fields.ts';
+import { EventFormatError, MAX_EVENTS_PER_REQUEST, parseWith, shown } from './format-error.ts';
 import { checkedIdentity } from './identity.ts';
 import type { IdentityOf, ParsedEvents } from './types.ts';
 
 /** The object key of an S3 (or EventBridge S3) event, decoded: `+` is a space, then `%xx`. */
 export function decodeS3Key(key: string, where: string): string {
+  let decoded: string;
   try {
-    return decodeURIComponent(key.replace(/\+/g, ' '));
+    decoded = decodeURIComponent(key.replace(/\+/g, ' '));
   } catch {
-    throw new EventFormatError(`${where}: object key ${JSON.stringify(key)} is not valid URL encoding`);
+    throw new EventFormatError(`${where}: object key ${shown(key)} is not valid URL encoding`);
   }
+  // `%00` decodes to a NUL; a literal unpaired surrogate survives decoding.
+  const problem = textProblem(decoded);
+  if (problem) throw new EventFormatError(`${where}: object key ${problem}`);
+  return decoded;
 }
 
 const s3Record = z.object({

@@ -14,7 +14,8 @@ const snsEnvelope = z.object({
   MessageId: z.string().min(1),
   TopicArn: storedText.min(1),
   Message: z.string(),
-  SubscribeURL: z.string().optional(),
+  // Recorded in the audit log and, for an AWS host, fetched to confirm the subscription.
+  SubscribeURL: storedText.refine((u) => URL.canParse(u), 'must be a URL').optional(),
 });
 
 function isObject(v: unknown): v is Record<string, unknown> {
