@@ -13,6 +13,7 @@ import { fullScanStart } from '../src/db/sql/full-scans.ts';
 import { eventSecretEnsure } from '../src/db/sql/monitor.ts';
 import { EICAR_TEST_STRING } from '../src/connectors/eicar.ts';
 import { signBody } from '../src/notify/webhook.ts';
+import { signEventRequest } from '../src/monitor/intake-auth.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { apiServer, token } from './helpers/graphql.ts';
 import { emulator, queuedJobs, Stepper, testConfig, waitFor, waitForScan, workers } from './helpers/pipeline.ts';
@@ -41,7 +42,7 @@ async function setup(t: Test) {
     const auth = opts.auth ?? 'bearer';
     if (auth === 'bearer') headers.authorization = `Bearer ${SECRET}`;
     if (auth === 'wrong') headers.authorization = 'Bearer not-the-secret-at-all';
-    if (auth === 'hmac') headers['x-dsx-signature'] = signBody(SECRET, text);
+    if (auth === 'hmac') Object.assign(headers, signEventRequest(SECRET, text, Date.now() / 1000));
     const q = auth === 'query' ? `?token=${encodeURIComponent(SECRET)}` : '';
     return fetch(`${api.url}/events/${opts.integrationId ?? integration.id}${q}`, { method: opts.method ?? 'POST', headers, body: opts.method === 'OPTIONS' ? undefined : text });
   };
@@ -205,8 +206,10 @@ t.test('refused requests: authentication, unknown integration, malformed and ove
   const cases: [string, Promise<Response>, number, RegExp][] = [
     ['no credentials', post(good, { auth: 'none' }), 401, /missing or invalid credentials/],
     ['wrong bearer', post(good, { auth: 'wrong' }), 401, /invalid credentials/],
-    ['bad signature', fetch(`${api.url}/events/${integration.id}`, { method: 'POST', headers: { 'x-dsx-signature': signBody('some-other-secret-xxxxxxxx', JSON.stringify(good)) }, body: JSON.stringify(good) }), 401, /invalid credentials/],
-    ['signature of another body', fetch(`${api.url}/events/${integration.id}`, { method: 'POST', headers: { 'x-dsx-signature': signBody(SECRET, '{}') }, body: JSON.stringify(good) }), 401, /invalid credentials/],
+    ['bad signature', fetch(`${api.url}/events/${integration.id}`, { method: 'POST', headers: signEventRequest('some-other-secret-xxxxxxxx', JSON.stringify(good), Date.now() / 1000), body: JSON.stringify(good) }), 401, /invalid credentials: X-DSX-Signature is not the HMAC/],
+    ['signature of another body', fetch(`${api.url}/events/${integration.id}`, { method: 'POST', headers: signEventRequest(SECRET, '{}', Date.now() / 1000), body: JSON.stringify(good) }), 401, /invalid credentials/],
+    ['a signature of the body alone (no timestamp)', fetch(`${api.url}/events/${integration.id}`, { method: 'POST', headers: { 'x-dsx-signature': signBody(SECRET, JSON.stringify(good)) }, body: JSON.stringify(good) }), 401, /needs X-DSX-Timestamp/],
+    ['a bad signature beside a good bearer token', fetch(`${api.url}/events/${integration.id}`, { method: 'POST', headers: { authorization: `Bearer ${SECRET}`, ...signEventRequest(SECRET, '{}', Date.now() / 1000) }, body: JSON.stringify(good) }), 401, /X-DSX-Signature is not the HMAC/],
     ['integration without a secret', post(good, { integrationId: other.id }), 403, /no event secret/],
     ['unknown integration', post(good, { integrationId: 999999 }), 404, /unknown integration id 999999/],
     ['not an id', fetch(`${api.url}/events/abc`, { method: 'POST', body: '{}' }), 404, /numeric id/],

@@ -5,11 +5,13 @@
  * refuses, an identity it cannot store) must be refused at the edge with its field named, so that
  * senders stop retrying; 503 is only for a database that is unreachable or failing.
  */
+import crypto from 'node:crypto';
 import fc from 'fast-check';
 import type pg from 'pg';
 import t from 'tap';
 import { integrationCreate } from '../src/db/sql/catalog.ts';
 import { eventSecretEnsure } from '../src/db/sql/monitor.ts';
+import { signEventRequest } from '../src/monitor/intake-auth.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { apiServer } from './helpers/graphql.ts';
 
@@ -152,21 +154,58 @@ const hostileNumber = fc.oneof(
 const hostileOther = fc.oneof(fc.constantFrom(null, true, false, [], {}, [1], { a: 1 }), fc.jsonValue({ maxDepth: 2 }));
 const hostile = fc.oneof(hostileString, hostileTime, hostileNumber, hostileOther);
 
+// Header values a client can send (printable ASCII), around what a timestamp looks like.
+const headerText = fc.oneof(
+  fc.stringMatching(/^[\x21-\x7e]{0,24}$/),
+  fc.constantFrom('', '0', '-1', '1e9', '1.5', '00001', '999999999999', '9999999999999', ' 1'),
+  fc.integer({ min: -1000, max: 1000 }).map((d) => String(Math.floor(Date.now() / 1000) + d)),
+);
+
+type Auth =
+  | { by: 'bearer' | 'query' | 'signed' }
+  | { by: 'signed-hostile'; timestamp: string; signature: 'valid' | string };
+
+const auth: fc.Arbitrary<Auth> = fc.oneof(
+  fc.constantFrom<Auth>({ by: 'bearer' }, { by: 'query' }, { by: 'signed' }),
+  fc.record({ by: fc.constant('signed-hostile' as const), timestamp: headerText, signature: fc.oneof(fc.constant('valid'), headerText.map((h) => `sha256=${h}`), headerText) }),
+);
+
 const request = fc
   .constantFrom(...FORMATS)
   .chain((format) =>
     fc.record({
       format: fc.constant(format),
       mutations: fc.array(fc.tuple(fc.constantFrom(...format.fields), hostile), { minLength: 0, maxLength: 3 }),
-      auth: fc.constantFrom('bearer' as const, 'query' as const),
+      auth,
     }),
   );
+
+function headersFor(a: Auth, body: string): Record<string, string> {
+  switch (a.by) {
+    case 'bearer':
+      return { authorization: `Bearer ${SECRET}` };
+    case 'query':
+      return {};
+    case 'signed':
+      return signEventRequest(SECRET, body, Date.now() / 1000);
+    case 'signed-hostile': {
+      // A valid HMAC over whatever the timestamp header says, or a hostile signature.
+      const valid = `sha256=${hmacOf(a.timestamp, body)}`;
+      return { 'x-dsx-timestamp': a.timestamp, 'x-dsx-signature': a.signature === 'valid' ? valid : a.signature };
+    }
+  }
+}
+
+function hmacOf(timestamp: string, body: string): string {
+  return crypto.createHmac('sha256', SECRET).update(`${timestamp}.${body}`).digest('hex');
+}
 
 interface Recorded {
   events: number;
   counted: number;
   audits: number;
   jobs: number;
+  signatures: number;
 }
 
 async function recorded(pool: pg.Pool): Promise<Recorded> {
@@ -174,42 +213,52 @@ async function recorded(pool: pg.Pool): Promise<Recorded> {
     `select (select count(*)::int from dsx.monitor_events) as events,
             (select coalesce(sum(events_received + events_duplicate), 0)::int from dsx.integration_event_stats) as counted,
             (select count(*)::int from dsx.audit_log where action like 'monitor.%') as audits,
-            (select count(*)::int from graphile_worker._private_jobs) as jobs`,
+            (select count(*)::int from graphile_worker._private_jobs) as jobs,
+            (select count(*)::int from dsx_private.event_signatures) as signatures`,
   );
   return rows[0] as Recorded;
 }
 
-t.test('every field of every provider format, fuzzed: 200/202 or a 400 that names the field and records nothing, never 5xx', async (t) => {
+t.test('every field of every provider format and the signature headers, fuzzed: 200/202, or a 4xx that says why and records nothing, never 5xx', async (t) => {
   const db = await createTestDatabase(t);
   const integ = await integrationCreate(db.pool, { name: 'fuzz', kind: 'synthetic', settings: { objects: 1 } });
   await eventSecretEnsure(db.pool, integ.id, false, SECRET);
   const api = await apiServer(t, db.url);
   const statuses = new Map<number, number>();
   const failures: string[] = [];
+  const signedBefore = new Set<string>();
   await fc.assert(
     fc.asyncProperty(request, async ({ format, mutations, auth }) => {
       const body: any = format.body();
       for (const [field, value] of mutations) setField(body, field, value);
       const text = JSON.stringify(format.finish ? format.finish(body) : body);
+      const headers = headersFor(auth, text);
       const before = await recorded(db.pool);
-      const url = `${api.url}/events/${integ.id}${auth === 'query' ? `?token=${SECRET}` : ''}`;
-      const res = await fetch(url, { method: 'POST', headers: auth === 'bearer' ? { authorization: `Bearer ${SECRET}` } : {}, body: text });
+      const url = `${api.url}/events/${integ.id}${auth.by === 'query' ? `?token=${SECRET}` : ''}`;
+      const res = await fetch(url, { method: 'POST', headers, body: text });
       const json = (await res.json()) as { error?: string; accepted?: number; duplicates?: number };
       const after = await recorded(db.pool);
       statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
-      const what = `${format.name} ${JSON.stringify(mutations).slice(0, 300)} -> ${res.status} ${JSON.stringify(json).slice(0, 300)}`;
-      if (![200, 202, 400, 413].includes(res.status)) {
+      const what = `${format.name} ${JSON.stringify(auth)} ${JSON.stringify(mutations).slice(0, 300)} -> ${res.status} ${JSON.stringify(json).slice(0, 300)}`;
+      const key = `${headers['x-dsx-timestamp']}.${headers['x-dsx-signature']}`;
+      const replay = headers['x-dsx-signature'] !== undefined && signedBefore.has(key);
+      if (res.status === 200 || res.status === 202) signedBefore.add(key);
+      const expected = auth.by === 'signed-hostile' ? [200, 202, 400, 401, 409, 413] : [200, 202, 400, 413, ...(replay ? [409] : [])];
+      if (!expected.includes(res.status)) {
         failures.push(what);
         return false;
       }
-      if (res.status === 202) return after.events === before.events + json.accepted! && after.jobs >= before.jobs;
-      if (res.status === 200) return after.events === before.events && after.jobs === before.jobs;
+      if (auth.by !== 'signed-hostile' && res.status === 409 && !replay) return false;
+      const signed = headers['x-dsx-signature'] !== undefined ? 1 : 0;
+      if (res.status === 202) return after.events === before.events + json.accepted! && after.jobs >= before.jobs && after.signatures === before.signatures + signed;
+      if (res.status === 200) return after.events === before.events && after.jobs === before.jobs && after.signatures === before.signatures + signed;
       // A refusal says why, naming the field, and leaves every table as it was.
       return typeof json.error === 'string' && json.error.length > 0 && !/database refused/.test(json.error) &&
-        after.events === before.events && after.counted === before.counted && after.audits === before.audits && after.jobs === before.jobs;
+        after.events === before.events && after.counted === before.counted && after.audits === before.audits && after.jobs === before.jobs &&
+        after.signatures === before.signatures;
     }),
-    { numRuns: 400 },
+    { numRuns: 600 },
   );
   t.same(failures, [], 'no request was answered with a server error');
-  t.ok((statuses.get(202) ?? 0) > 0 && (statuses.get(400) ?? 0) > 0, `both accepted and refused requests were made: ${JSON.stringify([...statuses])}`);
+  t.ok([202, 200, 400, 401].every((s) => (statuses.get(s) ?? 0) > 0), `accepted, answered and refused requests were made: ${JSON.stringify([...statuses])}`);
 });

@@ -30,6 +30,7 @@ export async function startApi(config: Config, dbUrl: string, opts: { open: bool
       port: opts.port ?? config.port,
       host: opts.host,
       eventMaxBytes: config.eventMaxBytes,
+      eventMaxSkewS: config.eventMaxSkewS,
       log,
       auth: { mode: opts.open ? 'open' : 'token', jwtSecret: config.jwtSecret, pool },
     });

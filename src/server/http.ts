@@ -28,6 +28,8 @@ export async function startApiServer(args: {
   host?: string;
   /** Event intake (POST /events/:integrationId): largest body accepted. */
   eventMaxBytes?: number;
+  /** Event intake: largest skew of a signed request's X-DSX-Timestamp, in seconds (default 300). */
+  eventMaxSkewS?: number;
   log?: Logger;
 }): Promise<ApiServer> {
   // Our own LISTEN connection (one pool client), released by close() so the pool can end.
@@ -40,7 +42,7 @@ export async function startApiServer(args: {
   await pgl.getSchema(); // fail at start, not at the first request, if the schema cannot be built
   const serv = pgl.createServ(grafserv);
   const handler = serv.createHandler();
-  const intake = createEventIntake({ pool: args.pool, log: args.log ?? defaultLog, maxBytes: args.eventMaxBytes ?? 1_048_576 });
+  const intake = createEventIntake({ pool: args.pool, log: args.log ?? defaultLog, maxBytes: args.eventMaxBytes ?? 1_048_576, maxSkewS: args.eventMaxSkewS });
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     if (path.startsWith('/events/') || path === '/events') {
