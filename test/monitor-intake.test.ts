@@ -5,10 +5,11 @@
  * memory holds across API servers (a real `dsx-connect server` process among them) and restarts. And
  * the identity step chosen per integration kind.
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import http from 'node:http';
 import type net from 'node:net';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import type pg from 'pg';
 import t, { type Test } from 'tap';
 import { PROJECT_DIR } from '../src/config.ts';
@@ -278,4 +279,18 @@ t.test('the identity step is chosen per integration kind', async (t) => {
   t.equal(toPlain.status, 400, 'another kind keeps the default, which refuses it');
   t.match(toPlain.body.error, /^Records\.0\.s3\.object\.key: path "\/\/odd\/\.\.\/key" is absolute/);
   t.same(kinds, ['s3', 'synthetic'], 'asked with each integration kind');
+});
+
+t.test("the README's openssl recipe signs a request the intake accepts once", async (t) => {
+  const { db, integration } = await setup(t);
+  const api = await apiServer(t, db.url);
+  const body = '{"objectIdentity": "incoming/report.pdf", "eventType": "created", "size": 1234, "eventId": "evt-1"}';
+  const ts = String(nowS());
+  // The line of the README's monitoring section, as a shell runs it (the test needs the openssl command).
+  const recipe = `printf '%s.%s' "$ts" "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1`;
+  const { stdout } = await promisify(execFile)('sh', ['-c', recipe], { env: { ...process.env, ts, body, SECRET } });
+  const headers = { 'x-dsx-timestamp': ts, 'x-dsx-signature': `sha256=${stdout.trim()}` };
+  t.same(headers, signEventRequest(SECRET, body, Number(ts)), 'the same headers as signEventRequest');
+  t.equal((await send(api.url, integration.id, body, headers)).status, 202, 'accepted');
+  t.equal((await send(api.url, integration.id, body, headers)).status, 409, 'once');
 });
