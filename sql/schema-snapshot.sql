@@ -363,6 +363,19 @@ table dsx.side_effects
   index: CREATE INDEX side_effects_scan_result_idx ON dsx.side_effects USING btree (scan_result_id)
   privileges: dsx_viewer: SELECT
 
+table dsx_private.event_signatures
+  column integration_id bigint not null
+  column signature bytea not null
+  column signed_at timestamp with time zone not null
+  column expires_at timestamp with time zone not null
+  column seen_at timestamp with time zone not null default now()
+  constraint event_signatures_integration_id_fkey: FOREIGN KEY (integration_id) REFERENCES dsx.integrations(id) ON DELETE CASCADE
+  constraint event_signatures_pkey: PRIMARY KEY (integration_id, signature)
+  constraint event_signatures_signature_check: CHECK ((octet_length(signature) = 32))
+  index: CREATE INDEX event_signatures_expiry_idx ON dsx_private.event_signatures USING btree (expires_at)
+  index: CREATE UNIQUE INDEX event_signatures_pkey ON dsx_private.event_signatures USING btree (integration_id, signature)
+  privileges: default
+
 table dsx_private.integration_credentials
   column integration_id bigint not null
   column credentials jsonb not null
@@ -799,6 +812,18 @@ AS $function$
     having exists (select 1 from dsx.full_scans f where f.id = p_full_scan_id and f.finished_at is not null)
   ) c order by c.n
 $function$
+
+-- function dsx_private.accept_signed_monitor_events(p_integration_id bigint, p_source text, p_events jsonb, p_signature bytea, p_signed_at timestamp with time zone, p_window_s integer)
+--   privileges: none
+CREATE OR REPLACE FUNCTION dsx_private.accept_signed_monitor_events(p_integration_id bigint, p_source text, p_events jsonb, p_signature bytea, p_signed_at timestamp with time zone, p_window_s integer)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  perform dsx_private.remember_event_signature(p_integration_id, p_signature, p_signed_at, p_window_s);
+  return dsx.accept_monitor_events(p_integration_id, p_source, p_events);
+end $function$
 
 -- function dsx_private.actor()
 --   privileges: default
@@ -1700,6 +1725,44 @@ begin
       from jsonb_to_recordset(p_items) as x(idempotency_key text)
       left join unnest(v_keys) as k(key) on k.key = x.idempotency_key
       left join dsx.scan_results r on r.idempotency_key = x.idempotency_key and r.idempotency_key = any(v_all);
+end $function$
+
+-- function dsx_private.remember_event_signature(p_integration_id bigint, p_signature bytea, p_signed_at timestamp with time zone, p_window_s integer)
+--   privileges: none
+CREATE OR REPLACE FUNCTION dsx_private.remember_event_signature(p_integration_id bigint, p_signature bytea, p_signed_at timestamp with time zone, p_window_s integer)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_expires timestamptz;
+begin
+  if p_signature is null then
+    return;
+  end if;
+  perform 1 from dsx.integrations i where i.id = p_integration_id;
+  if not found then
+    perform dsx_private.raise('P0002', format('unknown integration id %s', p_integration_id));
+  end if;
+  v_expires := p_signed_at + make_interval(secs => p_window_s);
+  if v_expires < now() then
+    perform dsx_private.raise('DX401', format(
+      'stale request: X-DSX-Timestamp %s is more than %s s old by the database''s clock (DSX_EVENT_MAX_SKEW_S): sign each request when you send it',
+      extract(epoch from p_signed_at)::bigint, p_window_s));
+  end if;
+  delete from dsx_private.event_signatures s
+   where s.ctid = any (array(select x.ctid from dsx_private.event_signatures x where x.expires_at < now()
+                              order by x.expires_at limit 100 for update skip locked));
+  -- A concurrent transaction inserting the same signature makes this wait for its outcome: the
+  -- request is accepted by exactly one of them, and again only if that one rolled back.
+  insert into dsx_private.event_signatures (integration_id, signature, signed_at, expires_at)
+  values (p_integration_id, p_signature, p_signed_at, v_expires)
+  on conflict (integration_id, signature) do nothing;
+  if not found then
+    perform dsx_private.raise('DX409',
+      'replayed request: this signed request (the same X-DSX-Timestamp and X-DSX-Signature) was already accepted; nothing was recorded again',
+      'Sign every request when you send it; give each event an eventId, so that two identical events within one second are different requests.');
+  end if;
 end $function$
 
 -- function dsx_private.rescue_dead_workers(p_dead_after interval)

@@ -48,6 +48,8 @@ const envSchema = z.object({
   DSX_MONITOR_DEBOUNCE_MS: int(1000, 0),
   DSX_MONITOR_SYNC_MS: int(2000, 50),
   DSX_EVENT_MAX_BYTES: int(1_048_576, 1024),
+  // A day at most: every signature is remembered for the whole window.
+  DSX_EVENT_MAX_SKEW_S: z.coerce.number().int().min(1).max(86_400).default(300),
   DSX_API_URL: optionalText,
   DSX_API_TOKEN: optionalText,
   DSX_API_ALLOWED_ORIGINS: origins,
@@ -96,6 +98,8 @@ export interface Config {
   monitorSyncMs: number;
   /** Largest event intake request body accepted. */
   eventMaxBytes: number;
+  /** Event intake: how far a signed request's X-DSX-Timestamp may be from now (and how long its signature is remembered). */
+  eventMaxSkewS: number;
   /** HS256 secret of the GraphQL API's bearer JWTs; unset = API tokens only (or the open dev mode). */
   jwtSecret: string | undefined;
   /** GraphQL endpoint the CLI talks to; set = `scan start|status|cancel` go over the API. */
@@ -141,6 +145,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     monitorDebounceMs: e.DSX_MONITOR_DEBOUNCE_MS,
     monitorSyncMs: e.DSX_MONITOR_SYNC_MS,
     eventMaxBytes: e.DSX_EVENT_MAX_BYTES,
+    eventMaxSkewS: e.DSX_EVENT_MAX_SKEW_S,
     jwtSecret: e.DSX_JWT_SECRET,
     apiUrl: e.DSX_API_URL,
     apiToken: e.DSX_API_TOKEN,

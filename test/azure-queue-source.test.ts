@@ -2,7 +2,7 @@ import { EventEmitter, once } from 'node:events';
 import { QueueServiceClient, type QueueClient } from '@azure/storage-queue';
 import t, { type Test } from 'tap';
 import { AzureQueueEventSource, decodeQueueMessage, poisonQueueUrl, type AzureQueueSourceOptions } from '../src/monitor/azure-queue-source.ts';
-import { parseEventBody } from '../src/monitor/events.ts';
+import { parseEventBody } from '../src/monitor/events/index.ts';
 import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite } from '../src/testing/azurite.ts';
 
 const az = await startAzurite({ queue: true });

@@ -13,6 +13,7 @@ import { fullScanStart } from '../src/db/sql/full-scans.ts';
 import { eventSecretEnsure } from '../src/db/sql/monitor.ts';
 import { EICAR_TEST_STRING } from '../src/connectors/eicar.ts';
 import { signBody } from '../src/notify/webhook.ts';
+import { signEventRequest } from '../src/monitor/intake-auth.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { apiServer, token } from './helpers/graphql.ts';
 import { emulator, queuedJobs, Stepper, testConfig, waitFor, waitForScan, workers } from './helpers/pipeline.ts';
@@ -41,7 +42,7 @@ async function setup(t: Test) {
     const auth = opts.auth ?? 'bearer';
     if (auth === 'bearer') headers.authorization = `Bearer ${SECRET}`;
     if (auth === 'wrong') headers.authorization = 'Bearer not-the-secret-at-all';
-    if (auth === 'hmac') headers['x-dsx-signature'] = signBody(SECRET, text);
+    if (auth === 'hmac') Object.assign(headers, signEventRequest(SECRET, text, Date.now() / 1000));
     const q = auth === 'query' ? `?token=${encodeURIComponent(SECRET)}` : '';
     return fetch(`${api.url}/events/${opts.integrationId ?? integration.id}${q}`, { method: opts.method ?? 'POST', headers, body: opts.method === 'OPTIONS' ? undefined : text });
   };
@@ -205,8 +206,10 @@ t.test('refused requests: authentication, unknown integration, malformed and ove
   const cases: [string, Promise<Response>, number, RegExp][] = [
     ['no credentials', post(good, { auth: 'none' }), 401, /missing or invalid credentials/],
     ['wrong bearer', post(good, { auth: 'wrong' }), 401, /invalid credentials/],
-    ['bad signature', fetch(`${api.url}/events/${integration.id}`, { method: 'POST', headers: { 'x-dsx-signature': signBody('some-other-secret-xxxxxxxx', JSON.stringify(good)) }, body: JSON.stringify(good) }), 401, /invalid credentials/],
-    ['signature of another body', fetch(`${api.url}/events/${integration.id}`, { method: 'POST', headers: { 'x-dsx-signature': signBody(SECRET, '{}') }, body: JSON.stringify(good) }), 401, /invalid credentials/],
+    ['bad signature', fetch(`${api.url}/events/${integration.id}`, { method: 'POST', headers: signEventRequest('some-other-secret-xxxxxxxx', JSON.stringify(good), Date.now() / 1000), body: JSON.stringify(good) }), 401, /invalid credentials: X-DSX-Signature is not the HMAC/],
+    ['signature of another body', fetch(`${api.url}/events/${integration.id}`, { method: 'POST', headers: signEventRequest(SECRET, '{}', Date.now() / 1000), body: JSON.stringify(good) }), 401, /invalid credentials/],
+    ['a signature of the body alone (no timestamp)', fetch(`${api.url}/events/${integration.id}`, { method: 'POST', headers: { 'x-dsx-signature': signBody(SECRET, JSON.stringify(good)) }, body: JSON.stringify(good) }), 401, /needs X-DSX-Timestamp/],
+    ['a bad signature beside a good bearer token', fetch(`${api.url}/events/${integration.id}`, { method: 'POST', headers: { authorization: `Bearer ${SECRET}`, ...signEventRequest(SECRET, '{}', Date.now() / 1000) }, body: JSON.stringify(good) }), 401, /X-DSX-Signature is not the HMAC/],
     ['integration without a secret', post(good, { integrationId: other.id }), 403, /no event secret/],
     ['unknown integration', post(good, { integrationId: 999999 }), 404, /unknown integration id 999999/],
     ['not an id', fetch(`${api.url}/events/abc`, { method: 'POST', body: '{}' }), 404, /numeric id/],
@@ -223,6 +226,18 @@ t.test('refused requests: authentication, unknown integration, malformed and ove
     ['bad URL encoding', post(s3Records('watched/%E0%A4%A.txt', '01')), 400, /URL encoding/],
     ['Event Grid subject of another service', post([{ id: '1', eventType: 'Microsoft.Storage.BlobCreated', subject: '/queueServices/default/queues/q', data: {} }]), 400, /subject/],
     ['SNS message that is not JSON', post({ Type: 'Notification', MessageId: 'm', TopicArn: 'arn:x', Message: 'hello' }, { auth: 'query' }), 400, /does not carry JSON/],
+    // Permanently bad values PostgreSQL would refuse: 400 naming the field (so senders stop retrying), not 503.
+    ['NUL in an etag', post({ objectIdentity: 'watched/x.txt', eventType: 'created', etag: 'a\u0000b' }), 400, /^invalid event at etag: contains a NUL/],
+    ['unpaired surrogate in an event id', post(null, { raw: '{"objectIdentity": "watched/x.txt", "eventType": "created", "eventId": "id-\\ud800"}' }), 400, /^invalid event at eventId: contains an unpaired UTF-16 surrogate/],
+    ['unpaired surrogate in an identity', post(null, { raw: '{"objectIdentity": "watched/\\udfff.txt", "eventType": "created"}' }), 400, /^objectIdentity: object identity contains an unpaired/],
+    ['NUL in an S3 key (%00)', post(s3Records('watched/a%00b.txt', '02')), 400, /Records\.0\.s3\.object\.key: object key contains a NUL/],
+    ['year 200000', post({ objectIdentity: 'watched/x.txt', eventType: 'created', occurredAt: '+200000-01-01T00:00:00Z' }), 400, /^invalid event at occurredAt: must be an RFC 3339 timestamp/],
+    ['month 13', post([{ id: 'g1', eventType: 'Microsoft.Storage.BlobCreated', subject: '/blobServices/default/containers/c/blobs/watched/x', eventTime: '2026-13-45T10:00:00Z' }], { auth: 'query' }), 400, /^invalid event at 0\.eventTime: month 13 is out of range/],
+    ['February 30', post({ ...s3Records('watched/x.txt', '03'), Records: [{ ...s3Records('watched/x.txt', '03').Records[0], eventTime: '2026-02-30T00:00:00Z' }] }), 400, /Records\.0\.eventTime: day 30 is out of range/],
+    ['an offset PostgreSQL refuses', post({ objectIdentity: 'watched/x.txt', eventType: 'created', occurredAt: '2026-11-28T10:00:00+23:00' }), 400, /occurredAt: time zone offset \+23:00/],
+    ['a size beyond a safe integer', post([{ id: 'g2', eventType: 'Microsoft.Storage.BlobCreated', subject: '/blobServices/default/containers/c/blobs/watched/x', data: { contentLength: '99999999999999999' } }], { auth: 'query' }), 400, /0\.data\.contentLength/],
+    ['an SNS SubscribeURL that is no URL', post({ Type: 'SubscriptionConfirmation', MessageId: 'm', TopicArn: 'arn:x', Message: 'm', SubscribeURL: 'not a url' }, { auth: 'query' }), 400, /^invalid event at SubscribeURL: must be a URL/],
+    ['NUL in an SNS topic', post({ Type: 'SubscriptionConfirmation', MessageId: 'm', TopicArn: 'arn:\u0000x', Message: 'm' }, { auth: 'query' }), 400, /^invalid event at TopicArn: contains a NUL/],
     ['oversized body', post(null, { raw: JSON.stringify({ events: Array.from({ length: 20_000 }, (_, i) => ({ objectIdentity: `watched/${'x'.repeat(50)}${i}`, eventType: 'created' })) }) }), 413, /exceeds the limit/],
   ];
   for (const [what, response, status, message] of cases) {
@@ -234,6 +249,7 @@ t.test('refused requests: authentication, unknown integration, malformed and ove
   t.equal((await events(db.pool)).length, 0, 'no event recorded');
   t.same(await queuedJobs(db.pool), [], 'nothing enqueued');
   t.equal(await count(db.pool, 'select 1 from dsx.integration_event_stats where events_received > 0'), 0, 'nothing counted');
+  t.equal(await count(db.pool, `select 1 from dsx.audit_log where action like 'monitor.%'`), 0, 'nothing audited');
 });
 
 t.test('events outside every scope, excluded names, deletes and unmonitored scopes are recorded, counted, not scanned', async (t) => {

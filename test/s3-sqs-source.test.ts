@@ -4,7 +4,7 @@
  * delete, stop semantics, and backoff on receive errors.
  */
 import t, { type Test } from 'tap';
-import { parseEventBody } from '../src/monitor/events.ts';
+import { parseEventBody } from '../src/monitor/events/index.ts';
 import { SqsEventSource, regionOfQueueUrl, type SqsEventSourceOptions } from '../src/monitor/sqs-source.ts';
 import { startFaultProxy } from '../src/testing/fault-proxy.ts';
 import { startLocalFauxqs, type LocalFauxqs } from '../src/testing/s3-servers.ts';

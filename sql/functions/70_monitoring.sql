@@ -85,6 +85,60 @@ end $$;
 comment on function dsx.accept_monitor_events(bigint, text, jsonb) is E'@behavior -*\nEvent intake (POST /events/:integrationId); not part of the GraphQL API.';
 revoke execute on function dsx.accept_monitor_events(bigint, text, jsonb) from public;
 
+-- Replay protection of signed intake requests (table dsx_private.event_signatures, migration 0015).
+-- Remembers one request's signature until its timestamp is p_window_s old and refuses one seen before
+-- (SQLSTATE DX409: the intake answers 409), or whose timestamp is already that old by the database's
+-- clock (DX401: 401). Acceptance and retention thus follow one clock, the database's, however far the
+-- API servers' clocks drift: an entry is never pruned while its request could still be accepted. A
+-- null signature (a request authenticated by the secret itself) does nothing. Each call prunes up to
+-- 100 expired entries (it adds one, so the table stays near requests/s x window), skipping those that
+-- a concurrent call is pruning instead of waiting for it.
+create or replace function dsx_private.remember_event_signature(
+  p_integration_id bigint, p_signature bytea, p_signed_at timestamptz, p_window_s integer
+) returns void language plpgsql set search_path = pg_catalog, pg_temp as $$
+declare
+  v_expires timestamptz;
+begin
+  if p_signature is null then
+    return;
+  end if;
+  perform 1 from dsx.integrations i where i.id = p_integration_id;
+  if not found then
+    perform dsx_private.raise('P0002', format('unknown integration id %s', p_integration_id));
+  end if;
+  v_expires := p_signed_at + make_interval(secs => p_window_s);
+  if v_expires < now() then
+    perform dsx_private.raise('DX401', format(
+      'stale request: X-DSX-Timestamp %s is more than %s s old by the database''s clock (DSX_EVENT_MAX_SKEW_S): sign each request when you send it',
+      extract(epoch from p_signed_at)::bigint, p_window_s));
+  end if;
+  delete from dsx_private.event_signatures s
+   where s.ctid = any (array(select x.ctid from dsx_private.event_signatures x where x.expires_at < now()
+                              order by x.expires_at limit 100 for update skip locked));
+  -- A concurrent transaction inserting the same signature makes this wait for its outcome: the
+  -- request is accepted by exactly one of them, and again only if that one rolled back.
+  insert into dsx_private.event_signatures (integration_id, signature, signed_at, expires_at)
+  values (p_integration_id, p_signature, p_signed_at, v_expires)
+  on conflict (integration_id, signature) do nothing;
+  if not found then
+    perform dsx_private.raise('DX409',
+      'replayed request: this signed request (the same X-DSX-Timestamp and X-DSX-Signature) was already accepted; nothing was recorded again',
+      'Sign every request when you send it; give each event an eventId, so that two identical events within one second are different requests.');
+  end if;
+end $$;
+revoke execute on function dsx_private.remember_event_signature(bigint, bytea, timestamptz, integer) from public;
+
+-- The intake for a signed request: its signature is remembered (or the request refused as a replay)
+-- in the transaction that records its events, so that both commit or neither does.
+create or replace function dsx_private.accept_signed_monitor_events(
+  p_integration_id bigint, p_source text, p_events jsonb, p_signature bytea, p_signed_at timestamptz, p_window_s integer
+) returns jsonb language plpgsql set search_path = pg_catalog, pg_temp as $$
+begin
+  perform dsx_private.remember_event_signature(p_integration_id, p_signature, p_signed_at, p_window_s);
+  return dsx.accept_monitor_events(p_integration_id, p_source, p_events);
+end $$;
+revoke execute on function dsx_private.accept_signed_monitor_events(bigint, text, jsonb, bytea, timestamptz, integer) from public;
+
 create or replace function dsx_private.bump_monitor_stats(
   p_scope_id bigint, p_received integer, p_scanned integer, p_coalesced integer,
   p_deleted integer, p_excluded integer, p_disabled integer

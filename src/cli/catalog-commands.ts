@@ -102,7 +102,7 @@ export function registerCatalogCommands(program: Command): void {
               `secret: ${secret}`,
               'Authenticate each POST with one of:',
               `  Authorization: Bearer ${secret}`,
-              '  X-DSX-Signature: sha256=<hex HMAC-SHA256 of the body, keyed with the secret>',
+              '  X-DSX-Timestamp: <unix seconds> and X-DSX-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>", keyed with the secret>',
               `  ${url}?token=${secret}   (SNS subscriptions, Event Grid webhooks)`,
             ].join('\n'),
           );

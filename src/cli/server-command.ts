@@ -32,6 +32,7 @@ export async function startApi(config: Config, dbUrl: string, opts: { open: bool
       eventMaxBytes: config.eventMaxBytes,
       limits: config.apiLimits,
       allowedOrigins: config.apiAllowedOrigins,
+      eventMaxSkewS: config.eventMaxSkewS,
       log,
       auth: { mode: opts.open ? 'open' : 'token', jwtSecret: config.jwtSecret, pool },
     });

@@ -1,28 +1,45 @@
 /**
  * The event intake: `POST /events/:integrationId` on the API server. A request is authenticated with
- * the integration's own event secret (dsx-connect integration event-secret NAME), in one of three ways,
- * to suit what each sender can do:
- *   - `Authorization: Bearer <secret>` (EventBridge API destinations, the generic form),
- *   - `X-DSX-Signature: sha256=<hex HMAC-SHA256 of the raw body keyed with the secret>`,
- *   - `?token=<secret>` in the URL (SNS HTTPS subscriptions and Event Grid webhooks cannot add headers).
- * The body is read up to DSX_EVENT_MAX_BYTES (413 beyond), parsed (400 for anything malformed, nothing
- * recorded), and its events recorded with their MonitorEventIngestJob in one transaction before the
- * 202 answer. Event Grid's validation handshakes (the validation event, and the CloudEvents OPTIONS
- * request) and SNS subscription confirmations are answered here.
+ * the integration's own event secret (dsx-connect integration event-secret NAME): signed with it
+ * (X-DSX-Timestamp + X-DSX-Signature, replays refused), or carrying it (a bearer token or ?token=, for
+ * senders that cannot sign); see intake-auth.ts.
+ * The body is read up to DSX_EVENT_MAX_BYTES (413 beyond), parsed (400 for anything malformed or that
+ * PostgreSQL could not store, naming the field; nothing recorded), and its events recorded with their
+ * MonitorEventIngestJob in one transaction before the 202 answer. Event Grid's validation handshakes
+ * (the validation event, and the CloudEvents OPTIONS request) and SNS subscription confirmations are
+ * answered here. Only a database that is unreachable or failing is a 503 ("retry later").
  */
-import crypto from 'node:crypto';
 import type http from 'node:http';
 import type pg from 'pg';
-import { eventSecretGet, monitorEventsAccept } from '../db/sql/monitor.ts';
+import {
+  eventIntakeTarget,
+  eventSignatureRemember,
+  monitorEventsAccept,
+  SIGNATURE_EXPIRED,
+  SIGNATURE_REPLAYED,
+  snsSubscriptionRecord,
+  type EventSignature,
+} from '../db/sql/monitor.ts';
 import type { Logger } from '../log.ts';
-import { verifySignature } from '../notify/webhook.ts';
-import { EventFormatError, parseEventBody } from './events.ts';
+import { EventFormatError, parseEventBody, type IdentityOf } from './events/index.ts';
+import { authenticate, IntakeAuthError } from './intake-auth.ts';
 
+/** What the event intake is given. */
 export interface IntakeOptions {
   pool: pg.Pool;
   log: Logger;
+  /** DSX_EVENT_MAX_BYTES: the largest body accepted (413 beyond). */
   maxBytes: number;
+  /** DSX_EVENT_MAX_SKEW_S: how far X-DSX-Timestamp may be from now, and how long signatures are remembered. */
+  maxSkewS?: number;
+  /** The identity step for events of an integration of `kind`; undefined = the default (canonical paths). */
+  identityFor?: (kind: string) => IdentityOf | undefined;
+  /** The clock that judges X-DSX-Timestamp, in ms (Date.now); injected by tests. */
+  now?: () => number;
 }
+
+/** Default of DSX_EVENT_MAX_SKEW_S: five minutes, as Stripe and Slack allow for signed webhooks. */
+export const DEFAULT_MAX_SKEW_S = 300;
 
 class HttpError extends Error {
   readonly status: number;
@@ -59,28 +76,19 @@ function readBody(req: http.IncomingMessage, maxBytes: number): Promise<Buffer> 
   });
 }
 
-/** Constant-time comparison of two strings (through their digests, so lengths may differ). */
-function sameSecret(a: string, b: string): boolean {
-  const da = crypto.createHash('sha256').update(a).digest();
-  const db = crypto.createHash('sha256').update(b).digest();
-  return crypto.timingSafeEqual(da, db);
-}
+/** SQLSTATE class 22, data exception: a value PostgreSQL refuses, whenever it is sent again. */
+const DATA_EXCEPTION_CLASS = '22';
 
-function authenticated(req: http.IncomingMessage, url: URL, body: Buffer, secret: string): boolean {
-  const auth = req.headers.authorization;
-  if (auth?.startsWith('Bearer ') && sameSecret(auth.slice(7).trim(), secret)) return true;
-  const sig = req.headers['x-dsx-signature'];
-  // The same `sha256=<hex HMAC of the body>` scheme as our outgoing webhooks.
-  if (typeof sig === 'string' && verifySignature(secret, body, sig)) return true;
-  const token = url.searchParams.get('token');
-  return token !== null && sameSecret(token, secret);
-}
+/** SQLSTATE no_data_found, as dsx_private.raise uses it: the integration is unknown (deleted meanwhile). */
+const UNKNOWN_ID = 'P0002';
 
 const SNS_HOST = /^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$/;
 
-/** Handles one request to /events/...; `rest` is the path after /events/. */
+/** The handler of requests to /events/<integration id> (the API server routes them here). */
 export function createEventIntake(opts: IntakeOptions) {
   const { pool, log } = opts;
+  const maxSkewS = opts.maxSkewS ?? DEFAULT_MAX_SKEW_S;
+  const now = opts.now ?? Date.now;
   return async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     try {
       const url = new URL(req.url ?? '/', 'http://localhost');
@@ -92,16 +100,18 @@ export function createEventIntake(opts: IntakeOptions) {
       if (!/^[1-9]\d{0,17}$/.test(m[1]!)) throw new HttpError(404, `unknown integration ${JSON.stringify(m[1])}: expected its numeric id`);
       const integrationId = Number(m[1]);
       const body = req.method === 'POST' ? await readBody(req, opts.maxBytes) : Buffer.alloc(0);
-      const secret = await eventSecretGet(pool, integrationId);
-      if (secret === undefined) throw new HttpError(404, `unknown integration id ${integrationId}`);
-      if (secret === null) {
+      const target = await eventIntakeTarget(pool, integrationId);
+      if (target === undefined) throw new HttpError(404, `unknown integration id ${integrationId}`);
+      if (target.secret === null) {
         throw new HttpError(403, `integration ${integrationId} has no event secret yet; create one with: dsx-connect integration event-secret <name>`);
       }
-      if (!authenticated(req, url, body, secret)) {
-        throw new HttpError(401, 'missing or invalid credentials: send "Authorization: Bearer <event secret>", "X-DSX-Signature: sha256=<HMAC-SHA256 of the body>", or ?token=<event secret>');
-      }
+      const credential = authenticate(req, url, body, target.secret, { nowMs: now(), maxSkewS });
+      // A signed request is accepted once: its signature is remembered with whatever it records.
+      const signature: EventSignature | undefined = credential.by === 'signature' ? credential.signature : undefined;
+      const remember = () => (signature ? eventSignatureRemember(pool, integrationId, signature) : Promise.resolve());
       if (req.method === 'OPTIONS') {
         // CloudEvents webhook validation (Event Grid with the CloudEvents schema).
+        await remember();
         const origin = req.headers['webhook-request-origin'];
         res.writeHead(200, typeof origin === 'string' ? { 'webhook-allowed-origin': origin, 'webhook-allowed-rate': '*' } : {}).end();
         return;
@@ -114,29 +124,28 @@ export function createEventIntake(opts: IntakeOptions) {
       }
       let parsed;
       try {
-        parsed = parseEventBody(json);
+        parsed = parseEventBody(json, { identityOf: opts.identityFor?.(target.kind) });
       } catch (err) {
         if (err instanceof EventFormatError) throw new HttpError(400, err.message);
         throw err;
       }
       switch (parsed.kind) {
         case 'eventgrid-validation':
+          await remember();
           send(res, 200, { validationResponse: parsed.validationCode });
           return;
         case 's3-test':
+          await remember();
           send(res, 200, { accepted: 0, note: 's3:TestEvent received' });
           return;
         case 'sns-subscription': {
-          await pool.query(`select dsx_private.audit('sns', $1, null, null, null, $2::jsonb)`, [
-            parsed.type === 'SubscriptionConfirmation' ? 'monitor.sns_subscription_confirmation' : 'monitor.sns_unsubscribe_confirmation',
-            JSON.stringify({ integration_id: integrationId, topic_arn: parsed.topicArn, subscribe_url: parsed.subscribeUrl }),
-          ]);
+          await snsSubscriptionRecord(pool, { integrationId, type: parsed.type, topicArn: parsed.topicArn, subscribeUrl: parsed.subscribeUrl }, signature);
           let confirming = false;
           if (parsed.type === 'SubscriptionConfirmation' && parsed.subscribeUrl) {
-            const target = new URL(parsed.subscribeUrl);
-            if (target.protocol === 'https:' && SNS_HOST.test(target.hostname)) {
+            const confirmUrl = new URL(parsed.subscribeUrl);
+            if (confirmUrl.protocol === 'https:' && SNS_HOST.test(confirmUrl.hostname)) {
               confirming = true;
-              fetch(target, { signal: AbortSignal.timeout(10_000) }).then(
+              fetch(confirmUrl, { signal: AbortSignal.timeout(10_000) }).then(
                 (r) => log.info({ integrationId, status: r.status, topic: parsed.topicArn }, 'SNS subscription confirmed'),
                 (err: Error) => log.warn({ integrationId, err: err.message, topic: parsed.topicArn }, 'SNS subscription confirmation failed; confirm it from the audit log URL'),
               );
@@ -147,10 +156,11 @@ export function createEventIntake(opts: IntakeOptions) {
         }
         case 'events': {
           if (parsed.events.length === 0) {
+            await remember();
             send(res, 200, { accepted: 0, duplicates: 0, skipped: parsed.skipped, eventIds: [] });
             return;
           }
-          const r = await monitorEventsAccept(pool, integrationId, parsed.source, parsed.events);
+          const r = await monitorEventsAccept(pool, integrationId, parsed.source, parsed.events, signature);
           send(res, 202, { accepted: r.accepted, duplicates: r.duplicates, skipped: parsed.skipped, eventIds: r.event_ids });
           return;
         }
@@ -160,9 +170,38 @@ export function createEventIntake(opts: IntakeOptions) {
         send(res, err.status, { error: err.message });
         return;
       }
-      // The database is unreachable or refused: the sender should retry (S3, SNS and Event Grid do).
-      log.error({ err: (err as Error).message }, 'event intake failed');
-      send(res, 503, { error: `events not recorded, retry later: ${(err as Error).message}` });
+      if (err instanceof IntakeAuthError) {
+        send(res, 401, { error: err.message });
+        return;
+      }
+      const message = (err as Error).message;
+      const code = (err as { code?: unknown }).code;
+      // 409, not 401: the request is authentic (its signature verified) and was accepted before, e.g.
+      // a retry after a lost answer; what a sender should do differs from a bad credential, and an
+      // attacker replaying a captured request learns nothing it did not know.
+      if (code === SIGNATURE_REPLAYED) {
+        const hint = (err as { hint?: unknown }).hint;
+        send(res, 409, { error: typeof hint === 'string' && hint ? `${message}. ${hint}` : message });
+        return;
+      }
+      if (code === SIGNATURE_EXPIRED) {
+        send(res, 401, { error: message });
+        return;
+      }
+      if (code === UNKNOWN_ID) {
+        send(res, 404, { error: message });
+        return;
+      }
+      if (typeof code === 'string' && code.startsWith(DATA_EXCEPTION_CLASS)) {
+        // Retrying the same request can never succeed. The field checks of src/monitor/events/ are
+        // meant to refuse every such value first, naming it; reaching this line is a gap in them.
+        log.error({ code, err: message }, 'event intake: the database refused a value the field checks let through');
+        send(res, 400, { error: `the database refused a value of this request (SQLSTATE ${code}: ${message}); nothing was recorded: fix the value, retrying it unchanged will not help` });
+        return;
+      }
+      // The database is unreachable or failing: the sender should retry (S3, SNS and Event Grid do).
+      log.error({ err: message }, 'event intake failed');
+      send(res, 503, { error: `events not recorded, retry later: ${message}` });
     }
   };
 }

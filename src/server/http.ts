@@ -47,6 +47,8 @@ export async function startApiServer(args: {
   limits?: Partial<ApiLimits>;
   /** Browser origins allowed besides the server's own (and, in open mode, loopback ones). */
   allowedOrigins?: readonly string[];
+  /** Event intake: largest skew of a signed request's X-DSX-Timestamp, in seconds (default 300). */
+  eventMaxSkewS?: number;
   log?: Logger;
 }): Promise<ApiServer> {
   const limits: ApiLimits = { ...DEFAULT_API_LIMITS, ...args.limits };
@@ -62,7 +64,7 @@ export async function startApiServer(args: {
   await pgl.getSchema(); // fail at start, not at the first request, if the schema cannot be built
   const serv = pgl.createServ(grafserv);
   const handler = serv.createHandler();
-  const intake = createEventIntake({ pool: args.pool, log: args.log ?? defaultLog, maxBytes: args.eventMaxBytes ?? 1_048_576 });
+  const intake = createEventIntake({ pool: args.pool, log: args.log ?? defaultLog, maxBytes: args.eventMaxBytes ?? 1_048_576, maxSkewS: args.eventMaxSkewS });
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     if (path.startsWith('/events/') || path === '/events') {

@@ -3,7 +3,7 @@ import type pg from 'pg';
 
 type Queryable = Pick<pg.Pool, 'query'>;
 
-/** One event as the intake normalized it (see src/monitor/events.ts). */
+/** One event as the intake normalized it (see src/monitor/events/). */
 export interface IncomingEvent {
   external_id: string | null;
   event_type: 'created' | 'modified' | 'deleted';
@@ -20,13 +20,44 @@ export interface AcceptResult {
   event_ids: number[];
 }
 
-/** Records events and enqueues their MonitorEventIngestJob in one transaction (dsx.accept_monitor_events). */
-export async function monitorEventsAccept(db: Queryable, integrationId: number, source: string, events: IncomingEvent[]): Promise<AcceptResult> {
-  const { rows } = await db.query<{ r: AcceptResult }>('select dsx.accept_monitor_events($1, $2, $3::jsonb) as r', [
-    integrationId,
-    source,
-    JSON.stringify(events),
-  ]);
+/** A verified signature of an intake request (X-DSX-Timestamp and X-DSX-Signature), to remember. */
+export interface EventSignature {
+  /** The HMAC-SHA256 of "<timestamp>.<body>" (32 bytes). */
+  digest: Buffer;
+  /** X-DSX-Timestamp, in unix seconds. */
+  signedAt: number;
+  /** How long past signedAt the signature is remembered, and its request acceptable: DSX_EVENT_MAX_SKEW_S. */
+  windowS: number;
+}
+
+/** SQLSTATE raised by dsx_private.remember_event_signature: this signed request was accepted before. */
+export const SIGNATURE_REPLAYED = 'DX409';
+/** SQLSTATE raised by dsx_private.remember_event_signature: the timestamp is older than the window. */
+export const SIGNATURE_EXPIRED = 'DX401';
+
+function signatureParams(integrationId: number, signature: EventSignature): unknown[] {
+  return [integrationId, signature.digest, new Date(signature.signedAt * 1000).toISOString(), signature.windowS];
+}
+
+/**
+ * Records events and enqueues their MonitorEventIngestJob in one transaction (dsx.accept_monitor_events);
+ * with a signature, remembers it in the same transaction or refuses a replay
+ * (dsx_private.accept_signed_monitor_events).
+ */
+export async function monitorEventsAccept(
+  db: Queryable,
+  integrationId: number,
+  source: string,
+  events: IncomingEvent[],
+  signature?: EventSignature,
+): Promise<AcceptResult> {
+  const { rows } = signature
+    ? await db.query<{ r: AcceptResult }>('select dsx_private.accept_signed_monitor_events($1, $5, $6::jsonb, $2, $3, $4) as r', [
+        ...signatureParams(integrationId, signature),
+        source,
+        JSON.stringify(events),
+      ])
+    : await db.query<{ r: AcceptResult }>('select dsx.accept_monitor_events($1, $2, $3::jsonb) as r', [integrationId, source, JSON.stringify(events)]);
   const r = rows[0]!.r;
   return { accepted: r.accepted, duplicates: r.duplicates, event_ids: r.event_ids.map(Number) };
 }
@@ -73,13 +104,34 @@ export async function monitorEventsIngest(
   return rows[0].r;
 }
 
-/** The integration's event secret: undefined for an unknown integration, null when it has none. */
-export async function eventSecretGet(db: Queryable, integrationId: number): Promise<string | null | undefined> {
-  const { rows } = await db.query<{ s: string | null }>(
-    'select dsx_private.event_secret(i.id) as s from dsx.integrations i where i.id = $1',
+/** What the intake needs of an integration: its kind and event secret (null when it has none); undefined when unknown. */
+export async function eventIntakeTarget(db: Queryable, integrationId: number): Promise<{ kind: string; secret: string | null } | undefined> {
+  const { rows } = await db.query<{ kind: string; secret: string | null }>(
+    'select i.kind, dsx_private.event_secret(i.id) as secret from dsx.integrations i where i.id = $1',
     [integrationId],
   );
-  return rows.length === 0 ? undefined : rows[0]!.s;
+  return rows[0];
+}
+
+/** Remembers the signature of a signed intake request that records no events, or refuses a replay. */
+export async function eventSignatureRemember(db: Queryable, integrationId: number, signature: EventSignature): Promise<void> {
+  await db.query('select dsx_private.remember_event_signature($1, $2, $3, $4)', signatureParams(integrationId, signature));
+}
+
+/** Records an SNS subscription handshake in the audit log (and its signature, if signed, in the same statement). */
+export async function snsSubscriptionRecord(
+  db: Queryable,
+  args: { integrationId: number; type: string; topicArn: string; subscribeUrl: string | null },
+  signature?: EventSignature,
+): Promise<void> {
+  const action = args.type === 'SubscriptionConfirmation' ? 'monitor.sns_subscription_confirmation' : 'monitor.sns_unsubscribe_confirmation';
+  const detail = JSON.stringify({ integration_id: args.integrationId, topic_arn: args.topicArn, subscribe_url: args.subscribeUrl });
+  const sig = signature ? signatureParams(args.integrationId, signature) : [args.integrationId, null, null, null];
+  await db.query(`select dsx_private.audit('sns', $5, null, null, null, $6::jsonb) from dsx_private.remember_event_signature($1, $2, $3, $4)`, [
+    ...sig,
+    action,
+    detail,
+  ]);
 }
 
 /** Returns the integration's event secret, creating it (or replacing it when `rotate`) from `candidate`. */
