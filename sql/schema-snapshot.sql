@@ -181,7 +181,7 @@ table dsx.monitor_events
   constraint monitor_events_event_type_check: CHECK ((event_type = ANY (ARRAY['created'::text, 'modified'::text, 'deleted'::text])))
   constraint monitor_events_integration_id_fkey: FOREIGN KEY (integration_id) REFERENCES dsx.integrations(id) ON DELETE CASCADE
   constraint monitor_events_pkey: PRIMARY KEY (id)
-  constraint monitor_events_reason_check: CHECK ((reason = ANY (ARRAY['no_scope'::text, 'other_container'::text, 'scope_disabled'::text, 'monitoring_off'::text, 'excluded'::text, 'deleted'::text, 'superseded'::text])))
+  constraint monitor_events_reason_check: CHECK ((reason = ANY (ARRAY['no_scope'::text, 'other_container'::text, 'scope_disabled'::text, 'monitoring_off'::text, 'excluded'::text, 'deleted'::text, 'superseded'::text, 'unchanged'::text])))
   constraint monitor_events_reason_consistent: CHECK (((reason IS NULL) = (status = ANY (ARRAY['received'::text, 'deferred'::text, 'scanned'::text]))))
   constraint monitor_events_scan_result_id_fkey: FOREIGN KEY (scan_result_id) REFERENCES dsx.scan_results(id) ON DELETE SET NULL
   constraint monitor_events_scope_id_fkey: FOREIGN KEY (scope_id) REFERENCES dsx.scopes(id) ON DELETE SET NULL
@@ -205,6 +205,8 @@ table dsx.monitor_stats
   --   comment: "Events for a scope that is disabled or has monitoring off."
   column last_event_at timestamp with time zone
   column updated_at timestamp with time zone not null default now()
+  column ignored_unchanged bigint not null default 0
+  --   comment: "Events naming a version already scanned (same etag)."
   constraint monitor_stats_pkey: PRIMARY KEY (scope_id)
   constraint monitor_stats_scope_id_fkey: FOREIGN KEY (scope_id) REFERENCES dsx.scopes(id) ON DELETE CASCADE
   index: CREATE UNIQUE INDEX monitor_stats_pkey ON dsx.monitor_stats USING btree (scope_id)
@@ -483,7 +485,8 @@ view dsx.monitor_overview as
     COALESCE(m.ignored_deleted, 0::bigint) AS ignored_deleted,
     COALESCE(m.ignored_excluded, 0::bigint) AS ignored_excluded,
     COALESCE(m.ignored_disabled, 0::bigint) AS ignored_disabled,
-    m.last_event_at
+    m.last_event_at,
+    COALESCE(m.ignored_unchanged, 0::bigint) AS ignored_unchanged
    FROM dsx.scopes s
      LEFT JOIN dsx.monitor_stats m ON m.scope_id = s.id;
 --   comment: "@primaryKey scope_id\n@foreignKey (scope_id) references dsx.scopes (id)|@fieldName scope|@foreignFieldName monitorOverview\n@behavior -insert -update -delete\nMonitoring per scope: on/off and its event counters."
@@ -883,16 +886,16 @@ begin
   return 'started';
 end $function$
 
--- function dsx_private.bump_monitor_stats(p_scope_id bigint, p_received integer, p_scanned integer, p_coalesced integer, p_deleted integer, p_excluded integer, p_disabled integer)
+-- function dsx_private.bump_monitor_stats(p_scope_id bigint, p_received integer, p_scanned integer, p_coalesced integer, p_deleted integer, p_excluded integer, p_disabled integer, p_unchanged integer)
 --   privileges: default
-CREATE OR REPLACE FUNCTION dsx_private.bump_monitor_stats(p_scope_id bigint, p_received integer, p_scanned integer, p_coalesced integer, p_deleted integer, p_excluded integer, p_disabled integer)
+CREATE OR REPLACE FUNCTION dsx_private.bump_monitor_stats(p_scope_id bigint, p_received integer, p_scanned integer, p_coalesced integer, p_deleted integer, p_excluded integer, p_disabled integer, p_unchanged integer DEFAULT 0)
  RETURNS void
  LANGUAGE sql
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   insert into dsx.monitor_stats as s (scope_id, events_received, events_scanned, events_coalesced,
-                                      ignored_deleted, ignored_excluded, ignored_disabled, last_event_at)
-  values (p_scope_id, p_received, p_scanned, p_coalesced, p_deleted, p_excluded, p_disabled,
+                                      ignored_deleted, ignored_excluded, ignored_disabled, ignored_unchanged, last_event_at)
+  values (p_scope_id, p_received, p_scanned, p_coalesced, p_deleted, p_excluded, p_disabled, p_unchanged,
           case when p_received > 0 then now() end)
   on conflict (scope_id) do update
      set events_received = s.events_received + p_received,
@@ -901,6 +904,7 @@ AS $function$
          ignored_deleted = s.ignored_deleted + p_deleted,
          ignored_excluded = s.ignored_excluded + p_excluded,
          ignored_disabled = s.ignored_disabled + p_disabled,
+         ignored_unchanged = s.ignored_unchanged + p_unchanged,
          last_event_at = coalesce(excluded.last_event_at, s.last_event_at),
          updated_at = now();
 $function$
@@ -1333,6 +1337,21 @@ begin
     v_hash := dsx_private.identity_hash(e.object_identity);
     -- Concurrent ingest jobs of one object serialize here, including before its debounce row exists.
     perform pg_advisory_xact_lock(hashtextextended('dsx.monitor:' || v_scope.id || ':' || v_hash, 0));
+
+    -- The version the event names was scanned already (the etag of the object's latest finalized
+    -- result, quoted or not): storage services deliver at least once, and one write can yield several
+    -- notifications. An event for an older version still scans (the scan reads, and records, the
+    -- current one), so the current version is scanned once and its own event then finds it unchanged.
+    if not p_trailing and e.etag is not null and exists (
+         select 1 from dsx.objects o
+          where o.scope_id = v_scope.id and o.identity_hash = v_hash and btrim(o.etag, '"') = btrim(e.etag, '"')) then
+      update dsx.monitor_events m
+         set status = 'ignored', reason = 'unchanged', scope_id = v_scope.id, processed_at = now()
+       where m.id = e.id;
+      perform dsx_private.bump_monitor_stats(v_scope.id, 1, 0, 0, 0, 0, 0, 1);
+      v_ignored := v_ignored + 1;
+      continue;
+    end if;
     select * into db from dsx_private.monitor_debounce b
      where b.scope_id = v_scope.id and b.identity_hash = v_hash for update;
     v_has_db := found;

@@ -56,7 +56,7 @@ async function legacyClusters(t: Test) {
   const pool = makePool(legacy.url, 2);
   let before;
   try {
-    await integrationCreate(pool, { name: 'bucket', kind: 's3', settings: { bucket: 'b' }, credentials: { accessKeyId: 'AKIA', secretAccessKey: 'shh' } });
+    await integrationCreate(pool, { name: 'bucket', kind: 's3', settings: { bucket: 'bkt' }, credentials: { accessKeyId: 'AKIA', secretAccessKey: 'shh' } });
     const scope = await syntheticScope(pool, { objects: 30 });
     const { fullScanId } = await fullScanStart(pool, scope.id, 'before-upgrade');
     const { rows } = await pool.query(`select current_setting('unix_socket_directories') as sockets, current_setting('hba_file') as hba`);

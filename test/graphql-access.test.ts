@@ -32,7 +32,7 @@ t.test('access control: tokens, roles, and credentials that never come back', as
 
   const created = await api.query(
     operation('create-integration'),
-    { name: 'bucket', kind: 's3', settings: { bucket: 'b' }, credentials: { secret_access_key: SECRET_CREDENTIAL } },
+    { name: 'bucket', kind: 's3', settings: { bucket: 'bkt' }, credentials: { secret_access_key: SECRET_CREDENTIAL } },
     operator,
   );
   t.notOk(created.errors, JSON.stringify(created.errors));

@@ -263,13 +263,13 @@ t.test('expired signatures are pruned by later requests, 100 at a time, and live
 
 t.test('the identity step is chosen per integration kind', async (t) => {
   const { db, integration: plain } = await setup(t);
-  const s3 = await integrationCreate(db.pool, { name: 's3', kind: 's3', settings: { bucket: 'b' } });
+  const s3 = await integrationCreate(db.pool, { name: 's3', kind: 's3', settings: { bucket: 'bkt' } });
   await eventSecretEnsure(db.pool, s3.id, false, SECRET);
   const verbatim: IdentityOf = (raw) => raw;
   const kinds: string[] = [];
-  const base = await intakeServer(t, db.pool, { identityFor: (kind) => (kinds.push(kind), kind === 's3' ? verbatim : undefined) });
+  const base = await intakeServer(t, db.pool, { identityFor: ({ kind }) => (kinds.push(kind), kind === 's3' ? verbatim : undefined) });
   const key = '//odd/../key';
-  const body = JSON.stringify({ Records: [{ eventName: 'ObjectCreated:Put', s3: { bucket: { name: 'b' }, object: { key, sequencer: '01' } } }] });
+  const body = JSON.stringify({ Records: [{ eventName: 'ObjectCreated:Put', s3: { bucket: { name: 'bkt' }, object: { key, sequencer: '01' } } }] });
   const bearer = { authorization: `Bearer ${SECRET}` };
   const toS3 = await send(base, s3.id, body, bearer);
   t.equal(toS3.status, 202, 'an s3 integration takes the key verbatim');

@@ -131,7 +131,7 @@ t.test('credentials, webhook secrets and the DSXA token never appear in logs, er
   const good = await gql(setCredentials, { id: share, c: { password: CREDENTIAL, token: CREDENTIAL, nested: { secret_access_key: CREDENTIAL } } });
   t.same(good.data, { setIntegrationCredentials: { ok: true } }, 'credentials set');
   const created = await gql(
-    `mutation($c: JSON) { createIntegration(input: {name: "bucket", kind: "s3", settings: {bucket: "b"}, credentials: $c}) { integration { rowId } } }`,
+    `mutation($c: JSON) { createIntegration(input: {name: "bucket", kind: "s3", settings: {bucket: "bkt"}, credentials: $c}) { integration { rowId } } }`,
     { c: { secret_access_key: CREDENTIAL } },
   );
   t.notOk(created.errors, 'an s3 integration with credentials');
@@ -154,9 +154,9 @@ t.test('credentials, webhook secrets and the DSXA token never appear in logs, er
   const status = await cli(env, 'scan', 'status', scanId, '--wait', '--json');
   t.match(JSON.parse(status.stdout), { status: 'completed', discovered: 3, finalized: 3, outcomes: { clean: 2, malicious: 1 } });
   await waitFor(async () => received.length === 1, 'the webhook delivery');
-  // The s3 connector does not exist yet: the scan of that integration fails at once, with the reason.
+  // The s3 connector refuses credentials of the wrong shape: the scan fails at once, naming the field (never its value).
   await waitFor(
-    async () => (await db.pool.query(`select 1 from dsx.full_scans where id = $1 and status = 'failed' and error ~ 'not available'`, [bucketScan])).rowCount === 1,
+    async () => (await db.pool.query(`select 1 from dsx.full_scans where id = $1 and status = 'failed' and error ~ 'credentials'`, [bucketScan])).rowCount === 1,
     'the s3 enumeration to fail',
   );
   const [verify] = await Promise.all([
@@ -200,7 +200,7 @@ t.test('credentials, webhook secrets and the DSXA token never appear in logs, er
   t.ok(stored.includes(CREDENTIAL), 'the credentials are stored (in dsx_private)');
   const workerLog = seen.find((s) => s.what.startsWith('dsx-connect worker'))!.text;
   t.match(workerLog, /"level":20/, 'the worker logged at debug level');
-  t.match(workerLog, /connector kind s3 is not available/, 'the failing integration was logged');
+  t.match(workerLog, /S3 integration credentials: credentials.accessKeyId/, 'the failing integration was logged');
   t.ok(received[0]!.headers['x-dsx-signature'], 'the webhook was signed (with the secret, which is not sent)');
   t.ok(seen.length > 50, `${seen.length} outputs collected`);
 

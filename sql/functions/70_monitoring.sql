@@ -141,11 +141,11 @@ revoke execute on function dsx_private.accept_signed_monitor_events(bigint, text
 
 create or replace function dsx_private.bump_monitor_stats(
   p_scope_id bigint, p_received integer, p_scanned integer, p_coalesced integer,
-  p_deleted integer, p_excluded integer, p_disabled integer
+  p_deleted integer, p_excluded integer, p_disabled integer, p_unchanged integer default 0
 ) returns void language sql set search_path = pg_catalog, pg_temp as $$
   insert into dsx.monitor_stats as s (scope_id, events_received, events_scanned, events_coalesced,
-                                      ignored_deleted, ignored_excluded, ignored_disabled, last_event_at)
-  values (p_scope_id, p_received, p_scanned, p_coalesced, p_deleted, p_excluded, p_disabled,
+                                      ignored_deleted, ignored_excluded, ignored_disabled, ignored_unchanged, last_event_at)
+  values (p_scope_id, p_received, p_scanned, p_coalesced, p_deleted, p_excluded, p_disabled, p_unchanged,
           case when p_received > 0 then now() end)
   on conflict (scope_id) do update
      set events_received = s.events_received + p_received,
@@ -154,6 +154,7 @@ create or replace function dsx_private.bump_monitor_stats(
          ignored_deleted = s.ignored_deleted + p_deleted,
          ignored_excluded = s.ignored_excluded + p_excluded,
          ignored_disabled = s.ignored_disabled + p_disabled,
+         ignored_unchanged = s.ignored_unchanged + p_unchanged,
          last_event_at = coalesce(excluded.last_event_at, s.last_event_at),
          updated_at = now();
 $$;
@@ -222,6 +223,21 @@ begin
     v_hash := dsx_private.identity_hash(e.object_identity);
     -- Concurrent ingest jobs of one object serialize here, including before its debounce row exists.
     perform pg_advisory_xact_lock(hashtextextended('dsx.monitor:' || v_scope.id || ':' || v_hash, 0));
+
+    -- The version the event names was scanned already (the etag of the object's latest finalized
+    -- result, quoted or not): storage services deliver at least once, and one write can yield several
+    -- notifications. An event for an older version still scans (the scan reads, and records, the
+    -- current one), so the current version is scanned once and its own event then finds it unchanged.
+    if not p_trailing and e.etag is not null and exists (
+         select 1 from dsx.objects o
+          where o.scope_id = v_scope.id and o.identity_hash = v_hash and btrim(o.etag, '"') = btrim(e.etag, '"')) then
+      update dsx.monitor_events m
+         set status = 'ignored', reason = 'unchanged', scope_id = v_scope.id, processed_at = now()
+       where m.id = e.id;
+      perform dsx_private.bump_monitor_stats(v_scope.id, 1, 0, 0, 0, 0, 0, 1);
+      v_ignored := v_ignored + 1;
+      continue;
+    end if;
     select * into db from dsx_private.monitor_debounce b
      where b.scope_id = v_scope.id and b.identity_hash = v_hash for update;
     v_has_db := found;

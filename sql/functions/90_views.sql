@@ -37,7 +37,8 @@ create or replace view dsx.monitor_overview as
          coalesce(m.ignored_deleted, 0) as ignored_deleted,
          coalesce(m.ignored_excluded, 0) as ignored_excluded,
          coalesce(m.ignored_disabled, 0) as ignored_disabled,
-         m.last_event_at
+         m.last_event_at,
+         coalesce(m.ignored_unchanged, 0) as ignored_unchanged
     from dsx.scopes s left join dsx.monitor_stats m on m.scope_id = s.id;
 comment on view dsx.monitor_overview is
   E'@primaryKey scope_id\n@foreignKey (scope_id) references dsx.scopes (id)|@fieldName scope|@foreignFieldName monitorOverview\n@behavior -insert -update -delete\nMonitoring per scope: on/off and its event counters.';

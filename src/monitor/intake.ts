@@ -21,6 +21,7 @@ import {
   type EventSignature,
 } from '../db/sql/monitor.ts';
 import type { Logger } from '../log.ts';
+import { eventIdentityFor } from '../connectors/event-identity.ts';
 import { EventFormatError, parseEventBody, type IdentityOf } from './events/index.ts';
 import { authenticate, IntakeAuthError } from './intake-auth.ts';
 
@@ -32,8 +33,11 @@ export interface IntakeOptions {
   maxBytes: number;
   /** DSX_EVENT_MAX_SKEW_S: how far X-DSX-Timestamp may be from now, and how long signatures are remembered. */
   maxSkewS?: number;
-  /** The identity step for events of an integration of `kind`; undefined = the default (canonical paths). */
-  identityFor?: (kind: string) => IdentityOf | undefined;
+  /**
+   * The identity step for events of an integration; undefined = the default: verbatim names relative to
+   * the prefix for s3 / azure_blob (eventIdentityFor), canonical paths for the other kinds.
+   */
+  identityFor?: (integration: { kind: string; settings: Record<string, unknown> }) => IdentityOf | undefined;
   /** The clock that judges X-DSX-Timestamp, in ms (Date.now); injected by tests. */
   now?: () => number;
 }
@@ -84,6 +88,17 @@ const UNKNOWN_ID = 'P0002';
 
 const SNS_HOST = /^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$/;
 
+/** The connector's naming of event objects (s3, azure_blob); its settings error is the operator's to fix (503). */
+function defaultIdentityFor(integration: { kind: string; settings: Record<string, unknown> }): IdentityOf | undefined {
+  let step;
+  try {
+    step = eventIdentityFor(integration);
+  } catch (err) {
+    throw new HttpError(503, `events not recorded: the integration's settings are invalid (${(err as Error).message}); fix the integration, then the sender's retries are accepted`);
+  }
+  return step && ((raw) => step(raw));
+}
+
 /** The handler of requests to /events/<integration id> (the API server routes them here). */
 export function createEventIntake(opts: IntakeOptions) {
   const { pool, log } = opts;
@@ -124,7 +139,7 @@ export function createEventIntake(opts: IntakeOptions) {
       }
       let parsed;
       try {
-        parsed = parseEventBody(json, { identityOf: opts.identityFor?.(target.kind) });
+        parsed = parseEventBody(json, { identityOf: (opts.identityFor ?? defaultIdentityFor)(target) });
       } catch (err) {
         if (err instanceof EventFormatError) throw new HttpError(400, err.message);
         throw err;

@@ -11,6 +11,7 @@ import { QueueStatistics } from '../db/queue-stats.ts';
 import type { Logger } from '../log.ts';
 import { Batcher } from './batcher.ts';
 import type { SideEffectHooks } from './side-effects.ts';
+import type { QueueSourceHooks } from '../monitor/queue-sources.ts';
 
 export interface PipelineContext {
   pool: pg.Pool;
@@ -33,6 +34,7 @@ export interface PipelineContext {
 /** See PipelineContext.hooks. */
 export interface PipelineHooks {
   sideEffects?: SideEffectHooks;
+  queues?: QueueSourceHooks;
 }
 
 export function createPipelineContext(args: { pool: pg.Pool; config: Config; log: Logger; dsxaUrl: string; dsxaToken?: string | null }): PipelineContext {

@@ -11,7 +11,7 @@ import { Logger as WorkerLogger, run, type Runner, type TaskList, type WorkerEve
 import type pg from 'pg';
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
-import { createPipelineContext, type PipelineContext } from '../pipeline/context.ts';
+import { createPipelineContext, type PipelineContext, type PipelineHooks } from '../pipeline/context.ts';
 import applyRemediation from '../../tasks/apply-remediation.ts';
 import enumerateScopePage from '../../tasks/enumerate-scope-page.ts';
 import finalizeScanObject from '../../tasks/finalize-scan-object.ts';
@@ -21,6 +21,7 @@ import scanObject from '../../tasks/scan-object.ts';
 import sendNotification from '../../tasks/send-notification.ts';
 import type { TaskFactory } from './define-task.ts';
 import { startHeartbeat } from './heartbeat.ts';
+import { startQueueSources, type QueueSourcesHandle } from '../monitor/queue-sources.ts';
 import { startWatcher, type WatcherHandle } from '../monitor/watcher.ts';
 
 /** The tasks each role runs. */
@@ -65,6 +66,8 @@ export interface WorkerHandle {
   context: PipelineContext;
   /** The filesystem watcher, when this process has the monitor role. */
   watcher: WatcherHandle | null;
+  /** The pollers of event queues (SQS, Azure Storage Queue), when this process has the monitor role. */
+  queues: QueueSourcesHandle | null;
   stop(): Promise<void>;
 }
 
@@ -110,9 +113,12 @@ export async function startWorker(args: {
   dsxaUrl: string;
   dsxaToken?: string | null;
   pollIntervalMs?: number;
+  /** Test hooks (crash windows); none in production. */
+  hooks?: PipelineHooks;
 }): Promise<WorkerHandle> {
   const concurrency = args.concurrency ?? args.config.workerConcurrency;
   const context = createPipelineContext(args);
+  if (args.hooks) context.hooks = args.hooks;
   let stopping = false;
   const lanes = Object.entries(LANES)
     .map(([name, lane]) => {
@@ -181,7 +187,9 @@ export async function startWorker(args: {
     }
   };
   for (const lane of lanes) await launch(lane);
-  const watcher = args.roles.includes('monitor') ? startWatcher({ pool: args.pool, log: args.log, syncMs: args.config.monitorSyncMs }) : null;
+  const monitor = args.roles.includes('monitor');
+  const watcher = monitor ? startWatcher({ pool: args.pool, log: args.log, syncMs: args.config.monitorSyncMs }) : null;
+  const queues = monitor ? startQueueSources({ pool: args.pool, log: args.log, syncMs: args.config.monitorSyncMs, hooks: context.hooks.queues }) : null;
   return {
     get runner() {
       return lanes[0]!.current!.runner;
@@ -191,9 +199,10 @@ export async function startWorker(args: {
     },
     context,
     watcher,
+    queues,
     async stop() {
       stopping = true;
-      await watcher?.stop();
+      await Promise.all([watcher?.stop(), queues?.stop()]);
       await Promise.all(lanes.map((l) => l.current!.runner.stop().catch(() => {})));
       await Promise.all(lanes.flatMap((l) => l.current!.heartbeats.map((h) => h.stop())));
       await context.connectors.close();

@@ -11,7 +11,7 @@ import { loadConfig, type Config } from '../../src/config.ts';
 import { integrationCreate, scopeCreate } from '../../src/db/sql/catalog.ts';
 import { startEmulator, type EmulatorOptions } from '../../src/dsxa/emulator.ts';
 import { log } from '../../src/log.ts';
-import { createPipelineContext, type PipelineContext } from '../../src/pipeline/context.ts';
+import { createPipelineContext, type PipelineContext, type PipelineHooks } from '../../src/pipeline/context.ts';
 import { ROLE_TASKS, startWorker, type WorkerHandle } from '../../src/worker/run.ts';
 
 export function testConfig(overrides: Partial<Config> = {}): Config {
@@ -32,7 +32,7 @@ export async function emulator(t: Test, opts: EmulatorOptions = {}) {
 export async function workers(
   t: Test,
   pool: pg.Pool,
-  args: { dsxaUrl: string; config?: Config; roles?: string[]; concurrency?: number },
+  args: { dsxaUrl: string; config?: Config; roles?: string[]; concurrency?: number; hooks?: PipelineHooks },
 ): Promise<WorkerHandle> {
   const w = await startWorker({
     pool,
@@ -42,6 +42,7 @@ export async function workers(
     concurrency: args.concurrency ?? 16,
     dsxaUrl: args.dsxaUrl,
     pollIntervalMs: 100,
+    hooks: args.hooks,
   });
   t.teardown(() => w.stop());
   return w;

@@ -51,6 +51,8 @@ export const S3SettingsSchema = z
       .optional(),
     /** SQS queue carrying the bucket's event notifications (directly or through SNS). */
     event_queue_url: httpUrl.optional(),
+    /** Endpoint of an SQS-compatible service for event_queue_url (default: the queue URL's own host). */
+    event_queue_endpoint: httpUrl.optional(),
     /** Fault injection of the registry's FaultyConnector wrapper (not read by this connector). */
     faults: z.record(z.string(), z.unknown()).optional(),
   })

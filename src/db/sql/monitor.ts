@@ -105,9 +105,12 @@ export async function monitorEventsIngest(
 }
 
 /** What the intake needs of an integration: its kind and event secret (null when it has none); undefined when unknown. */
-export async function eventIntakeTarget(db: Queryable, integrationId: number): Promise<{ kind: string; secret: string | null } | undefined> {
-  const { rows } = await db.query<{ kind: string; secret: string | null }>(
-    'select i.kind, dsx_private.event_secret(i.id) as secret from dsx.integrations i where i.id = $1',
+export async function eventIntakeTarget(
+  db: Queryable,
+  integrationId: number,
+): Promise<{ kind: string; settings: Record<string, unknown>; secret: string | null } | undefined> {
+  const { rows } = await db.query<{ kind: string; settings: Record<string, unknown>; secret: string | null }>(
+    'select i.kind, i.settings, dsx_private.event_secret(i.id) as secret from dsx.integrations i where i.id = $1',
     [integrationId],
   );
   return rows[0];
@@ -191,4 +194,32 @@ export async function watchTargets(db: Queryable): Promise<WatchTarget[]> {
       order by s.id`,
   );
   return rows as WatchTarget[];
+}
+
+/** An integration whose storage events arrive through a queue (settings.event_queue_url). */
+export interface QueueTarget {
+  integration_id: number;
+  kind: 's3' | 'azure_blob';
+  settings: Record<string, unknown>;
+  queue_url: string;
+  credentials: unknown;
+}
+
+/** Cloud integrations with an event queue: what the monitor role polls. */
+export async function queueTargets(db: Queryable): Promise<QueueTarget[]> {
+  const { rows } = await db.query(
+    `select i.id::float8 as integration_id, i.kind, i.settings, i.settings->>'event_queue_url' as queue_url,
+            dsx_private.integration_credentials_get(i.id) as credentials
+       from dsx.integrations i
+      where i.kind in ('s3', 'azure_blob') and coalesce(i.settings->>'event_queue_url', '') <> ''
+      order by i.id`,
+  );
+  return rows as QueueTarget[];
+}
+
+/** Records a queue message the intake could not parse (it is then deleted from the queue). */
+export async function queueMessageRejectedRecord(db: Queryable, args: { integrationId: number; messageId: string; error: string }): Promise<void> {
+  await db.query(`select dsx_private.audit('monitor', 'monitor.queue_message_rejected', null, null, null, $1::jsonb)`, [
+    JSON.stringify({ integration_id: args.integrationId, message_id: args.messageId, error: args.error }),
+  ]);
 }

@@ -41,11 +41,16 @@ export function fromEventBridge(list: unknown[], identityOf: IdentityOf): Parsed
     }
     const where = `${list.length > 1 ? `${i}.` : ''}detail.object.key`;
     const key = decodeS3Key(e.detail.object.key, where);
+    const identity = checkedIdentity(identityOf, key, where);
+    if (identity === null) {
+      skipped++;
+      return;
+    }
     events.push({
       external_id: `eventbridge:${e.id}`,
       event_type: type,
       container: e.detail.bucket.name,
-      object_identity: checkedIdentity(identityOf, key, where),
+      object_identity: identity,
       etag: e.detail.object.etag ?? null,
       size: e.detail.object.size ?? null,
       occurred_at: e.time ?? null,

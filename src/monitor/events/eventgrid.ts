@@ -57,11 +57,16 @@ export function fromEventGrid(list: unknown[], identityOf: IdentityOf): ParsedBo
     if (!m) {
       throw new EventFormatError(`${i}.subject: expected /blobServices/default/containers/<container>/blobs/<name>, got ${JSON.stringify(e.subject ?? null)}`);
     }
+    const identity = checkedIdentity(identityOf, m[2]!, `${i}.subject`);
+    if (identity === null) {
+      skipped++;
+      continue;
+    }
     events.push({
       external_id: `eventgrid:${e.id}`,
       event_type: kind,
       container: m[1]!,
-      object_identity: checkedIdentity(identityOf, m[2]!, `${i}.subject`),
+      object_identity: identity,
       etag: e.data?.eTag ?? null,
       size: e.data?.contentLength ?? null,
       occurred_at: e.eventTime ?? e.time ?? null,

@@ -29,18 +29,25 @@ export function looksLikeGeneric(v: unknown): boolean {
 export function fromGeneric(list: unknown[], prefix: string, identityOf: IdentityOf): ParsedBody {
   if (list.length === 0) throw new EventFormatError('no events in the request');
   checkCount(list.length);
-  const events = list.map((raw, i) => {
+  let skipped = 0;
+  const events: IncomingEvent[] = [];
+  list.forEach((raw, i) => {
     const where = list.length > 1 || prefix ? `${prefix}${i}` : '';
     const e = parseWith(genericEvent, raw, where);
-    return {
+    const identity = checkedIdentity(identityOf, e.objectIdentity, `${where ? `${where}.` : ''}objectIdentity`);
+    if (identity === null) {
+      skipped++;
+      return;
+    }
+    events.push({
       external_id: e.eventId ? `generic:${e.eventId}` : null,
       event_type: e.eventType,
       container: null,
-      object_identity: checkedIdentity(identityOf, e.objectIdentity, `${where ? `${where}.` : ''}objectIdentity`),
+      object_identity: identity,
       etag: e.etag ?? null,
       size: e.size ?? null,
       occurred_at: e.occurredAt ?? null,
-    } satisfies IncomingEvent;
+    });
   });
-  return { kind: 'events', source: 'generic', events, skipped: 0 };
+  return { kind: 'events', source: 'generic', events, skipped };
 }

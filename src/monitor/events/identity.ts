@@ -23,9 +23,13 @@ export const canonicalIdentity: IdentityOf = (raw, where) => {
   return id;
 };
 
-/** `identityOf(raw, where)`, checked: not empty, at most MAX_IDENTITY_BYTES, storable by PostgreSQL. */
-export function checkedIdentity(identityOf: IdentityOf, raw: string, where: string): string {
+/**
+ * `identityOf(raw, where)`, checked: not empty, at most MAX_IDENTITY_BYTES, storable by PostgreSQL; null
+ * (skip the event) passes through.
+ */
+export function checkedIdentity(identityOf: IdentityOf, raw: string, where: string): string | null {
   const id = identityOf(raw, where);
+  if (id === null) return null;
   if (typeof id !== 'string' || id === '') throw new EventFormatError(`${where}: object identity ${shown(raw)} names no object`);
   if (Buffer.byteLength(id) > MAX_IDENTITY_BYTES) throw new EventFormatError(`${where}: object identity longer than ${MAX_IDENTITY_BYTES} bytes`);
   const problem = textProblem(id);

@@ -60,11 +60,16 @@ export function fromS3Records(records: unknown, where: string, identityOf: Ident
     const keyField = `${where}.${i}.s3.object.key`;
     const key = decodeS3Key(r.s3.object.key, keyField);
     const o = r.s3.object;
+    const identity = checkedIdentity(identityOf, key, keyField);
+    if (identity === null) {
+      skipped++;
+      return;
+    }
     events.push({
       external_id: o.sequencer ? `s3:${r.s3.bucket.name}/${key}@${o.sequencer}` : null,
       event_type: type,
       container: r.s3.bucket.name,
-      object_identity: checkedIdentity(identityOf, key, keyField),
+      object_identity: identity,
       etag: o.eTag ?? null,
       size: o.size ?? null,
       occurred_at: r.eventTime ?? null,

@@ -28,10 +28,12 @@ export interface ParsedEvents {
 /**
  * The identity step: turns the object name an event carries (an S3 key after URL decoding, an Azure
  * blob name, a generic objectIdentity) into the object identity recorded. `where` names the field for
- * error messages. Refuses with EventFormatError; whatever it returns is checked again (not empty, at
- * most MAX_IDENTITY_BYTES, storable by PostgreSQL) before it is recorded.
+ * error messages. Refuses with EventFormatError; null skips the event (an object that is not the
+ * integration's to scan: outside its prefix, its own quarantine copies and probes), counted in
+ * `skipped`; whatever else it returns is checked again (not empty, at most MAX_IDENTITY_BYTES, storable
+ * by PostgreSQL) before it is recorded.
  */
-export type IdentityOf = (raw: string, where: string) => string;
+export type IdentityOf = (raw: string, where: string) => string | null;
 
 /** Options of parseEventBody. */
 export interface ParseOptions {
