@@ -126,6 +126,8 @@ t.test('failures', async (t) => {
     [{ stage: 'fetch', kind: 'permission' }, 'fetch_failed', 'permission'],
     [{ stage: 'fetch', kind: 'escape' }, 'fetch_failed', 'outside_scope'],
     [{ stage: 'fetch', kind: 'transient' }, 'fetch_failed', 'transient_exhausted'],
+    [{ stage: 'fetch', kind: 'throttled' }, 'fetch_failed', 'throttled_exhausted'],
+    [{ stage: 'fetch', kind: 'configuration' }, 'fetch_failed', 'connector_misconfigured'],
     [{ stage: 'fetch', kind: 'invalid' }, 'fetch_failed', 'invalid_identity'],
     [{ stage: 'fetch', kind: 'unavailable' }, 'fetch_failed', 'connector_unavailable'],
     [{ stage: 'scanner', kind: 'timeout' }, 'timeout', 'scanner_timeout'],
