@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
+import { inOwnProcessGroup } from './own-process-group.ts';
 
 const USER = 'postgres';
 /** Local-only password of the embedded cluster (it listens on 127.0.0.1 only). */
@@ -103,7 +104,8 @@ export async function ensureEmbeddedPostgres(opts: EmbeddedOptions): Promise<Emb
   // A server killed without a clean shutdown leaves postmaster.pid behind; postgres itself checks
   // whether that pid is alive, so a stale file does not block the start.
   try {
-    await server.start();
+    // Out of the terminal's process group: Ctrl-C reaches the owner, which stops the server last.
+    await inOwnProcessGroup('postgres', 'SIGINT', () => server.start());
   } catch (err) {
     throw new Error(
       `could not start the embedded PostgreSQL in ${databaseDir} on port ${opts.port}` +
