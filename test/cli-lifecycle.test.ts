@@ -195,3 +195,34 @@ t.test('`server` stops on SIGTERM with a client connected: exit 0, port free', a
   t.match(server.stdout(), /"msg":"API server stopped"/);
   t.notOk(await portOpen(port));
 });
+
+t.test('a command run while nothing serves the embedded database starts it for its duration, says so, and stops it', async (t) => {
+  const r = start(t, process.execPath, [MAIN, 'scope', 'list', '--json'], { env: embeddedEnv({ DSX_LOG_LEVEL: 'warn' }) });
+  t.same(await r.exited(60_000), { code: 0, signal: null }, r.stderr());
+  t.match(JSON.parse(r.stdout()), [{ name: 'demo' }, { name: 'load' }], 'the scopes of that data directory');
+  t.equal(
+    r.stderr().trim(),
+    `note: nothing was listening on 127.0.0.1:${shared.pgPort}, so this command started the embedded PostgreSQL of ${shared.dir} for its duration`,
+    'it says which database it started, so a mismatch with a running instance shows',
+  );
+  await assertDatabaseStopped(t, shared.dir, shared.pgPort);
+});
+
+t.test('Ctrl-C of a command waiting on the database interrupts it: exit 130, no error printed', async (t) => {
+  const db = await createTestDatabase(t);
+  const integ = await integrationCreate(db.pool, { name: 'idle', kind: 'synthetic', settings: { objects: 10 } });
+  const scope = await scopeCreate(db.pool, { integrationId: integ.id, name: 'idle', root: '', include: [], exclude: [], policy: {}, monitor: false });
+  const { fullScanId } = await fullScanStart(db.pool, scope.id, 'test');
+  // No worker runs: the scan stays queued and `--wait` polls the database until interrupted.
+  const waiting = start(t, process.execPath, [MAIN, 'scan', 'status', String(fullScanId), '--wait'], {
+    env: productEnv({ DATABASE_URL: db.url, DSX_LOG_LEVEL: 'warn' }),
+  });
+  // The command's sessions: the ones whose last query read the progress view (this test never does).
+  const sessions = async () =>
+    (await db.pool.query("select count(*)::int as n from pg_stat_activity where datname = current_database() and query ilike '%full_scan_progress%' and pid <> pg_backend_pid()")).rows[0].n as number;
+  await waitFor(async () => (await sessions()) > 0, 'the command to poll the scan');
+  waiting.proc.kill('SIGINT');
+  t.same(await waiting.exited(15_000), { code: 130, signal: null });
+  t.equal(waiting.stderr(), '', 'no error: the interruption is not a failure to report');
+  t.equal(waiting.stdout(), '');
+});
