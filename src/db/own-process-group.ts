@@ -37,13 +37,13 @@ function onTerminatingSignal(sig: NodeJS.Signals): void {
 }
 
 /**
- * Keeps a detached `child` from outliving this process. It is sent `stopSignal` when this process exits
+ * Keeps a detached `child` (spawned with `detached: true`) from outliving this process. It is sent `stopSignal` when this process exits
  * while it still runs (a forced exit, a crash), and when this process gets a terminating signal that
  * nothing else here handles: a process without handlers of its own (a test runner, a script) then still
  * dies of the signal, as it would have, and takes the server with it, as the shared process group did.
  * A process that handles the signal itself (the CLI's graceful stop) stops the server in its own time.
  */
-function stopWithOwner(child: ChildProcess, stopSignal: NodeJS.Signals): void {
+export function stopWithOwner(child: ChildProcess, stopSignal: NodeJS.Signals): void {
   if (owned.size === 0) {
     process.on('exit', stopAll);
     for (const sig of TERMINATING) process.on(sig, onTerminatingSignal);
