@@ -9,7 +9,7 @@ import { action, UsageError } from './common.ts';
 import { openCliDatabase } from './database.ts';
 import { intInRange, LIMITS, numberInRange } from './options.ts';
 import { readSecretOption } from './secrets.ts';
-import { untilStopSignal } from './signals.ts';
+import { closeOnStop, untilStopSignal } from './signals.ts';
 
 /** Registers `migrate`, `worker` and `dsxa-emulator`. */
 export function registerRuntimeCommands(program: Command): void {
@@ -20,11 +20,15 @@ export function registerRuntimeCommands(program: Command): void {
       action(async () => {
         const config = loadConfig();
         const db = await openCliDatabase(config, { migrate: false, poolSize: 2 });
+        let closing: Promise<void> | undefined;
+        const close = () => (closing ??= db.close());
+        const unregister = closeOnStop(close); // a migration interrupted by Ctrl-C rolls back
         try {
           const applied = await migrate(db.pool);
           process.stdout.write(applied.length ? `applied ${applied.join(', ')}\n` : 'database is up to date\n');
         } finally {
-          await db.close();
+          unregister();
+          await close();
         }
       }),
     );
