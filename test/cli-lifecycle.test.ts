@@ -15,7 +15,7 @@ import { fullScanStart } from '../src/db/sql/full-scans.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { emulator, waitFor } from './helpers/pipeline.ts';
 import {
-  BIN, childPids, commandLine, dataDir, freeFixedPort, isRunning, logLinesAtLeast, MAIN, portOpen, printedPort, processesWith, productEnv, start, systemNode,
+  BIN, childPids, commandLine, dataDir, descendants, freeFixedPort, isRunning, logLinesAtLeast, MAIN, portOpen, printedPort, processesWith, productEnv, start, systemNode,
 } from './helpers/processes.ts';
 
 const sys = systemNode();
@@ -104,8 +104,9 @@ t.test('Ctrl-C of `npm start` during a scan stops the workers and the API, then 
   }, 'the scan to finalize objects');
   await db.close();
 
-  const devPid = Number(/"pid":(\d+)/.exec(npm.stdout())?.[1]);
-  t.match(commandLine(devPid), /src\/cli\/main\.ts dev/, 'the dev process, from the pid in its logs');
+  const devPids = descendants(npm.pid).filter((p) => /^\S*node src\/cli\/main\.ts dev/.test(commandLine(p)));
+  t.equal(devPids.length, 1, 'one dev process under npm (npm -> sh -> node)');
+  const devPid = devPids[0]!;
   const t0 = Date.now();
   process.kill(-npm.pid, 'SIGINT');
   const exit = await npm.exited(60_000);
@@ -133,8 +134,10 @@ t.test('npm forwards SIGTERM to dev when the script execs it (as the start scrip
   const env = embeddedEnv({ PORT: '0' });
   const npm = start(t, 'npm', ['exec', '-c', 'exec node src/cli/main.ts dev'], { cwd: PROJECT_DIR, env, detached: true });
   await npm.waitForStdout(/DSX-Connect is running/, 120_000);
-  const devPid = Number(/"pid":(\d+)/.exec(npm.stdout())?.[1]);
-  t.same(childPids(npm.pid), [devPid], 'npm\'s child is dev itself');
+  const kids = childPids(npm.pid);
+  t.equal(kids.length, 1);
+  const devPid = kids[0]!;
+  t.match(commandLine(devPid), /node src\/cli\/main\.ts dev/, 'npm\'s child is dev itself');
   npm.proc.kill('SIGTERM');
   t.same(await npm.exited(60_000), { code: 0, signal: null }, 'npm exits with dev\'s code');
   t.notOk(isRunning(devPid));

@@ -146,6 +146,12 @@ export function childPids(pid: number): number[] {
     .filter((p) => stat(p)?.ppid === pid && isRunning(p));
 }
 
+/** The running descendants of `pid` (children, their children, ...). */
+export function descendants(pid: number): number[] {
+  const kids = childPids(pid);
+  return [...kids, ...kids.flatMap(descendants)];
+}
+
 /** The command line of `pid`. */
 export function commandLine(pid: number): string {
   try {
