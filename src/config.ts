@@ -1,15 +1,46 @@
 /**
  * Configuration from the environment, validated once at start. Every variable here is documented in
- * README.md and mirrored in .env.example.
+ * README.md and mirrored in .env.example. Every command first reads `.env` (`loadEnvFile`), so the
+ * server, the workers and a CLI command in another terminal share one configuration.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseEnv } from 'node:util';
 import { z } from 'zod';
 import { DEFAULT_API_LIMITS, type ApiLimits } from './server/api-limits.ts';
 import { parseOrigin } from './server/origin-guard.ts';
 
 /** The project's root directory (where package.json is). */
 export const PROJECT_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Variables holding a path: a relative one in an env file is relative to that file's directory. */
+const PATH_VARIABLES = new Set(['DSX_DATA_DIR']);
+
+/**
+ * Reads an env file into `env`: the file `DSX_ENV_FILE` names when set (it must exist; `/dev/null` reads
+ * none), else `.env` in the project directory when there is one. Variables already in `env` win, as with
+ * Node's `--env-file`; a relative DSX_DATA_DIR in the file is relative to the file, so it means one
+ * directory whatever the current directory is. Returns the file read, or undefined; throws a one-line
+ * message when the file cannot be read.
+ */
+export function loadEnvFile(env: NodeJS.ProcessEnv = process.env, projectDir = PROJECT_DIR): string | undefined {
+  const named = env.DSX_ENV_FILE?.trim();
+  const file = named ? path.resolve(named) : path.join(projectDir, '.env');
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (!named && code === 'ENOENT') return undefined;
+    throw new Error(`cannot read ${named ? `DSX_ENV_FILE (${file})` : file}: ${code ?? (err as Error).message}`);
+  }
+  for (const [key, value] of Object.entries(parseEnv(text))) {
+    if (key in env) continue;
+    env[key] = PATH_VARIABLES.has(key) && value ? path.resolve(path.dirname(file), value) : value;
+  }
+  return file;
+}
 
 const int = (def: number, min = 1) => z.coerce.number().int().min(min).default(def);
 const optionalText = z.string().trim().min(1).optional().catch(undefined);

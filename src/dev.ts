@@ -21,6 +21,7 @@ export interface DevHandle {
   dsxaUrl: string;
   worker: WorkerHandle;
   demoDir: string;
+  /** Stops the workers, then the emulator, then the database (safe to call twice). */
   stop(): Promise<void>;
 }
 
@@ -44,25 +45,47 @@ export async function ensureDemo(db: Database, dataDir: string): Promise<string>
   return demoDir;
 }
 
+/** One started part of the dev tree and how to stop it. */
+interface Part {
+  name: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Stops parts in the reverse order of their start (workers, then the emulator they scan with, then the
+ * database they all use), each even when an earlier one failed to stop; rethrows the first failure.
+ */
+async function stopInReverse(parts: Part[], log: Logger): Promise<void> {
+  let failure: unknown;
+  for (const part of [...parts].reverse()) {
+    try {
+      await part.stop();
+    } catch (err) {
+      failure ??= err;
+      log.error({ part: part.name, err: err instanceof Error ? err.message : String(err) }, 'could not stop cleanly');
+    }
+  }
+  if (failure !== undefined) throw failure;
+}
+
+/** Starts the database, the emulator (unless DSXA_URL), the demo scope and every worker role. */
 export async function startDev(config: Config, log: Logger): Promise<DevHandle> {
   const db = await openDatabase(config, { poolSize: workerPoolSize(config.workerConcurrency) });
-  let emulator: Awaited<ReturnType<typeof startEmulator>> | undefined;
-  let dsxaUrl = config.dsxaUrl;
-  if (!dsxaUrl) {
-    emulator = await startEmulator({ port: 0, token: config.dsxaToken ?? null });
-    dsxaUrl = emulator.url;
+  const parts: Part[] = [{ name: 'database', stop: () => db.close() }];
+  try {
+    let dsxaUrl = config.dsxaUrl;
+    if (!dsxaUrl) {
+      const emulator = await startEmulator({ port: 0, token: config.dsxaToken ?? null });
+      parts.push({ name: 'DSXA emulator', stop: () => emulator.close() });
+      dsxaUrl = emulator.url;
+    }
+    const demoDir = await ensureDemo(db, config.dataDir);
+    const worker = await startWorker({ pool: db.pool, config, log, roles: ALL_ROLES, dsxaUrl, dsxaToken: config.dsxaToken });
+    parts.push({ name: 'workers', stop: () => worker.stop() });
+    let stopping: Promise<void> | undefined;
+    return { db, dsxaUrl, worker, demoDir, stop: () => (stopping ??= stopInReverse(parts, log)) };
+  } catch (err) {
+    await stopInReverse(parts, log).catch(() => {});
+    throw err;
   }
-  const demoDir = await ensureDemo(db, config.dataDir);
-  const worker = await startWorker({ pool: db.pool, config, log, roles: ALL_ROLES, dsxaUrl, dsxaToken: config.dsxaToken });
-  return {
-    db,
-    dsxaUrl,
-    worker,
-    demoDir,
-    async stop() {
-      await worker.stop();
-      await emulator?.close();
-      await db.close();
-    },
-  };
 }

@@ -26,20 +26,21 @@ interface Run {
 function cli(
   env: NodeJS.ProcessEnv,
   args: string[],
-  opts: { onStdout?: (chunk: string) => void; onSpawn?: (proc: ReturnType<typeof spawn>) => void } = {},
+  opts: { onStdout?: (chunk: string) => void; onSpawn?: (proc: ReturnType<typeof spawn>) => void; stdin?: string } = {},
 ): Promise<Run> {
   const proc = spawn(process.execPath, [MAIN, ...args], {
-    env: { ...process.env, DATABASE_URL: NO_DATABASE, DSX_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, DATABASE_URL: NO_DATABASE, DSX_LOG_LEVEL: 'warn', DSX_ENV_FILE: '/dev/null', ...env },
+    stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
+  if (opts.stdin !== undefined) proc.stdin!.end(opts.stdin);
   opts.onSpawn?.(proc);
   let stdout = '';
   let stderr = '';
-  proc.stdout.on('data', (d: Buffer) => {
+  proc.stdout!.on('data', (d: Buffer) => {
     stdout += d;
     opts.onStdout?.(String(d));
   });
-  proc.stderr.on('data', (d: Buffer) => { stderr += d; });
+  proc.stderr!.on('data', (d: Buffer) => { stderr += d; });
   return new Promise((resolve) => proc.once('close', (code) => resolve({ code, stdout: stdout.trim(), stderr: stderr.trim() })));
 }
 
@@ -163,10 +164,17 @@ t.test('authentication and connection errors are one clear line, a hint, and exi
   const api = await apiServer(t, db.url);
   await syntheticScope(db.pool, { objects: 10, name: 'tiny' });
   const url = `${api.url}/graphql`;
-  const cases: [string, NodeJS.ProcessEnv, string[], RegExp][] = [
+  const badTokenFile = path.join(t.testdir({ token: 'dsx_nope\n' }), 'token');
+  const cases: [string, NodeJS.ProcessEnv, string[], RegExp, string?][] = [
     ['no token', { DSX_API_URL: url }, ['scan', 'start', 'tiny'], /^error: the API at .* refused the request: authentication required: .*\nhint: pass --token or set DSX_API_TOKEN/],
-    ['a bad token', { DSX_API_URL: url }, ['scan', 'start', 'tiny', '--token', 'dsx_nope'], /^error: the API at .* refused the request: authentication failed: unknown API token\nhint: check the token/],
-    ['a bad token, following', {}, ['scan', 'status', '1', '--follow', '--api-url', url, '--token', 'dsx_nope'], /authentication failed: unknown API token/],
+    ['a bad token on stdin', { DSX_API_URL: url }, ['scan', 'start', 'tiny', '--token', '-'], /^error: the API at .* refused the request: authentication failed: unknown API token\nhint: check the token/, 'dsx_nope\n'],
+    ['a bad token in a file, following', {}, ['scan', 'status', '1', '--follow', '--api-url', url, '--token-file', badTokenFile], /authentication failed: unknown API token/],
+    [
+      'a token on the command line',
+      { DSX_API_URL: url, DSX_API_TOKEN: await token('operator') },
+      ['scan', 'start', 'tiny', '--token', 'dsx_visible_in_ps'],
+      /^error: --token with a value on the command line is refused \(other users can read it with ps\): use --token-file FILE, --token - \(one line from stdin\) or DSX_API_TOKEN$/,
+    ],
     [
       'an expired JWT over websockets',
       { DSX_API_URL: url, DSX_API_TOKEN: await token('operator', -10) },
@@ -175,8 +183,8 @@ t.test('authentication and connection errors are one clear line, a hint, and exi
     ],
     ['a bad URL', {}, ['scan', 'status', '1', '--api-url', 'ftp://x'], /^error: --api-url \/ DSX_API_URL must be an http\(s\) URL/],
   ];
-  for (const [what, env, args, message] of cases) {
-    const r = await cli(env, args);
+  for (const [what, env, args, message, stdin] of cases) {
+    const r = await cli(env, args, { stdin });
     t.equal(r.code, 1, `${what}: exit 1`);
     t.match(r.stderr, message, what);
     t.notMatch(r.stderr, /\n\s+at /, `${what}: no stack trace`);
@@ -199,4 +207,7 @@ t.test('the default API URL is localhost on PORT', async (t) => {
   const r = await cli({ PORT: port, DSX_API_TOKEN: await token('viewer') }, ['scan', 'status', '1', '--api']);
   t.equal(r.code, 1);
   t.equal(r.stderr, 'error: unknown full scan id 1', 'reached the server on localhost:PORT');
+  // A token from stdin implies --api, as --token TOKEN did, and is accepted.
+  const viaStdin = await cli({ PORT: port }, ['scan', 'status', '1', '--token', '-'], { stdin: `${await token('viewer')}\n` });
+  t.equal(viaStdin.stderr, 'error: unknown full scan id 1', 'a token read from stdin is sent to the API');
 });

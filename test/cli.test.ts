@@ -9,7 +9,7 @@ import { emulator, waitForScan } from './helpers/pipeline.ts';
 const BIN = path.join(PROJECT_DIR, 'bin', 'dsx-connect.js');
 
 function cli(env: NodeJS.ProcessEnv, ...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [BIN, ...args], { env: { ...process.env, DSX_ENV_FILE: '/dev/null', ...env }, encoding: 'utf8' });
   return { code: r.status, stdout: r.stdout.trim(), stderr: r.stderr.trim() };
 }
 

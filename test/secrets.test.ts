@@ -106,10 +106,12 @@ t.test('credentials, webhook secrets and the DSXA token never appear in logs, er
       t.equal((await cli(env, 'scope', 'add', '--integration', 'share', '--name', 'docs', '--root', '', '--policy', '{"malicious": {"remediation": "tag", "notify": true}}')).code, 0);
     })(),
     (async () => {
-      t.equal((await cli(env, 'channel', 'add', '--name', 'ops', '--url', hookUrl, '--secret', HOOK_SECRET)).code, 0);
-      t.not((await cli(env, 'channel', 'add', '--name', 'ops', '--url', hookUrl, '--secret', HOOK_SECRET)).code, 0, 'a duplicate channel fails');
+      // The secret through the environment: the CLI refuses secrets as command-line values.
+      const withSecret = { ...env, DSX_CHANNEL_SECRET: HOOK_SECRET };
+      t.equal((await cli(withSecret, 'channel', 'add', '--name', 'ops', '--url', hookUrl)).code, 0);
+      t.not((await cli(withSecret, 'channel', 'add', '--name', 'ops', '--url', hookUrl)).code, 0, 'a duplicate channel fails');
     })(),
-    (async () => t.not((await cli(env, 'channel', 'add', '--name', 'ftp', '--url', 'ftp://x', '--secret', HOOK_SECRET)).code, 0, 'a bad URL fails'))(),
+    (async () => t.not((await cli({ ...env, DSX_CHANNEL_SECRET: HOOK_SECRET }, 'channel', 'add', '--name', 'ftp', '--url', 'ftp://x')).code, 0, 'a bad URL fails'))(),
   ]);
 
   // Credentials through the API (the CLI has no command for them), then bad inputs that involve them.

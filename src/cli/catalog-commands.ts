@@ -12,13 +12,19 @@ import {
   scopeList,
   scopeSetPolicy,
 } from '../db/sql/catalog.ts';
+import { channelList } from '../db/sql/channels.ts';
 import { eventSecretEnsure, monitorOverview, scopeSetMonitor } from '../db/sql/monitor.ts';
 import { loadConfig } from '../config.ts';
 import { quarantineDirProblem } from '../connectors/filesystem/index.ts';
 import crypto from 'node:crypto';
 import { action, jsonArg, output, UsageError, withDatabase } from './common.ts';
+import { checkFaultSettings, intInRange, LIMITS } from './options.ts';
+import { readSecretOption, safeForms, type SecretSource } from './secrets.ts';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
+
+/** SQLSTATE unique_violation. */
+const UNIQUE_VIOLATION = '23505';
 
 export function registerCatalogCommands(program: Command): void {
   const integration = program.command('integration').description('manage integrations (connections to storage)');
@@ -29,7 +35,7 @@ export function registerCatalogCommands(program: Command): void {
     .requiredOption('--kind <kind>', 'filesystem | synthetic | s3 | azure_blob')
     .option('--root <dir>', 'filesystem: the directory this integration covers')
     .option('--quarantine <dir>', 'filesystem: where "move" remediation puts objects, outside the share (default <DSX_DATA_DIR>/quarantine/<id>)')
-    .option('--objects <n>', 'synthetic: number of generated objects')
+    .option('--objects <n>', `synthetic: number of generated objects (${LIMITS.syntheticObjects.min}-${LIMITS.syntheticObjects.max})`)
     .option('--bucket <name>', 's3: the bucket (its event notifications are checked against it)')
     .option('--container <name>', 'azure_blob: the container (its Event Grid events are checked against it)')
     .option('--settings <json>', 'extra settings as a JSON object')
@@ -38,6 +44,7 @@ export function registerCatalogCommands(program: Command): void {
       action(async (o: { name: string; kind: string; root?: string; quarantine?: string; objects?: string; bucket?: string; container?: string; settings?: string; json?: boolean }) => {
         const settings: Record<string, unknown> = o.settings ? (jsonArg('--settings', o.settings) as Record<string, unknown>) : {};
         if (typeof settings !== 'object' || settings === null || Array.isArray(settings)) throw new UsageError('--settings must be a JSON object');
+        checkFaultSettings(settings);
         if (o.kind === 'filesystem') {
           if (!o.root) throw new UsageError('a filesystem integration needs --root DIR');
           const root = path.resolve(o.root);
@@ -51,8 +58,7 @@ export function registerCatalogCommands(program: Command): void {
           }
         } else if (o.kind === 'synthetic') {
           if (!o.objects) throw new UsageError('a synthetic integration needs --objects N');
-          settings.objects = Number(o.objects);
-          if (!Number.isInteger(settings.objects) || (settings.objects as number) < 0) throw new UsageError('--objects must be a non-negative integer');
+          settings.objects = intInRange('--objects', o.objects, LIMITS.syntheticObjects);
         } else if (o.kind === 's3') {
           if (!o.bucket) throw new UsageError('an s3 integration needs --bucket NAME');
           settings.bucket = o.bucket;
@@ -223,12 +229,35 @@ export function registerCatalogCommands(program: Command): void {
     .description('add a webhook channel; prints its id')
     .requiredOption('--name <name>', 'channel name')
     .requiredOption('--url <url>', 'http(s) URL receiving JSON POSTs')
-    .requiredOption('--secret <secret>', 'HMAC-SHA256 key for the X-DSX-Signature header (8+ characters)')
+    .option('--secret <->', 'read the HMAC-SHA256 key for the X-DSX-Signature header (8+ characters) from stdin: "-"')
+    .option('--secret-file <file>', 'read that key from this file (default: DSX_CHANNEL_SECRET)')
     .action(
-      action(async (o: { name: string; url: string; secret: string }) => {
+      action(async (o: { name: string; url: string; secret?: string; secretFile?: string }) => {
+        const source: SecretSource = { flag: '--secret', value: o.secret, fileFlag: '--secret-file', file: o.secretFile, envName: 'DSX_CHANNEL_SECRET' };
+        const secret = (await readSecretOption(source)) ?? (process.env.DSX_CHANNEL_SECRET || undefined);
+        if (secret === undefined) throw new UsageError(`a channel needs a signing secret: give ${safeForms(source)}`);
+        const taken = new UsageError(`a channel named ${JSON.stringify(o.name)} already exists (see: dsx-connect channel list)`);
         await withDatabase(async (db) => {
-          process.stdout.write(`${await channelCreate(db.pool, o)}\n`);
+          if ((await channelList(db.pool)).some((c) => c.name === o.name)) throw taken;
+          const id = await channelCreate(db.pool, { name: o.name, url: o.url, secret }).catch((err: { code?: string }) => {
+            throw err.code === UNIQUE_VIOLATION ? taken : err; // added meanwhile by someone else
+          });
+          process.stdout.write(`${id}\n`);
         });
+      }),
+    );
+  channel
+    .command('list')
+    .description('list channels: name, url, enabled (never their secrets)')
+    .option('--json', 'print JSON')
+    .action(
+      action(async (o: { json?: boolean }) => {
+        const rows = await withDatabase((db) => channelList(db.pool));
+        output(!!o.json, rows, () =>
+          rows.length === 0
+            ? `(no channels; add one with: dsx-connect channel add --name N --url URL --secret-file FILE)`
+            : rows.map((c) => `${c.id}\t${c.name}\t${c.url}\t${c.enabled ? 'enabled' : 'disabled'}`).join('\n'),
+        );
       }),
     );
 }

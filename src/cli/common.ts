@@ -1,18 +1,27 @@
 /** What every CLI command shares: configuration, a database for the command's duration, errors. */
 import { loadConfig, type Config } from '../config.ts';
-import { openDatabase, type Database } from '../db/connect.ts';
+import type { Database } from '../db/connect.ts';
+import { openCliDatabase } from './database.ts';
+import { closeOnStop, interrupted } from './signals.ts';
+import { UsageError } from './usage-error.ts';
 
-/** A user-facing error: printed without a stack trace, exit code 1. */
-export class UsageError extends Error {}
+export { UsageError };
 
-/** Opens the database (starting the embedded one if needed), runs `fn`, and closes everything. */
+/**
+ * Opens the database (starting the embedded one if needed), runs `fn`, and closes everything, also
+ * when the command is interrupted (Ctrl-C): an embedded server it started must not outlive it.
+ */
 export async function withDatabase<T>(fn: (db: Database, config: Config) => Promise<T>): Promise<T> {
   const config = loadConfig();
-  const db = await openDatabase(config, { poolSize: 4 });
+  const db = await openCliDatabase(config, { poolSize: 4, announce: true });
+  let closing: Promise<void> | undefined;
+  const close = () => (closing ??= db.close());
+  const unregister = closeOnStop(close);
   try {
     return await fn(db, config);
   } finally {
-    await db.close();
+    unregister();
+    await close();
   }
 }
 
@@ -22,6 +31,8 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): 
     try {
       await fn(...args);
     } catch (err) {
+      // Interrupted by a stop signal: the failure is the interruption's, and the exit code says so.
+      if (interrupted()) return;
       const e = err as Error & { hint?: string; code?: string };
       process.stderr.write(`error: ${e.message}\n`);
       if (e.hint) process.stderr.write(`hint: ${e.hint}\n`);
@@ -31,10 +42,12 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): 
   };
 }
 
-/** Parses a positive integer argument or throws a UsageError naming it. */
+/** Parses a positive integer argument (at most 2^53 - 1, what a JavaScript number holds exactly) or throws a UsageError naming it. */
 export function positiveInt(name: string, value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`${name} must be a positive integer (got ${JSON.stringify(value)})`);
+  if (!Number.isInteger(n) || n <= 0 || n > Number.MAX_SAFE_INTEGER) {
+    throw new UsageError(`${name} must be a positive integer up to ${Number.MAX_SAFE_INTEGER} (got ${JSON.stringify(value)})`);
+  }
   return n;
 }
 

@@ -9,28 +9,35 @@ import type { FullScanProgress, StartResult } from '../db/sql/full-scans.ts';
 import { ApiError, apiRequest, apiSubscribe, defaultApiUrl, graphqlInt, operation, type ApiTarget } from './api-client.ts';
 import { UsageError } from './common.ts';
 import type { ProgressEvent, ProgressView } from './scan-progress.ts';
+import { readSecretOption } from './secrets.ts';
+import { onStopSignal, type StopSignal } from './signals.ts';
 
 /** The options that send a command over the API. */
 export interface ApiOptions {
   api?: boolean;
   apiUrl?: string;
+  /** `-`: read the token from stdin (a literal token is refused). */
   token?: string;
+  tokenFile?: string;
 }
 
-/** Adds --api, --api-url and --token to a command. */
+/** Adds --api, --api-url, --token - and --token-file to a command. */
 export function withApiOptions(cmd: Command): Command {
   return cmd
     .option('--api', 'go through the GraphQL API (at DSX_API_URL, default http://localhost:$PORT/graphql) instead of the database')
     .option('--api-url <url>', 'GraphQL endpoint of a DSX-Connect server (implies --api; default DSX_API_URL)')
-    .option('--token <token>', 'bearer token for the API: an API token or a JWT (implies --api; default DSX_API_TOKEN)');
+    .option('--token <->', 'read the bearer token for the API (an API token or a JWT) from stdin: "-" (implies --api; default DSX_API_TOKEN)')
+    .option('--token-file <file>', 'read the bearer token for the API from this file (implies --api)');
 }
 
 /**
  * The API to use, or undefined to go to the database directly. The rule: a command goes over the API
- * when it is asked for on the command line (--api, --api-url, --token, --follow) or DSX_API_URL is set.
+ * when it is asked for on the command line (--api, --api-url, --token, --token-file, --follow) or
+ * DSX_API_URL is set. The token comes from `--token -` (stdin), `--token-file`, else DSX_API_TOKEN.
  */
-export function apiTarget(o: ApiOptions & { follow?: boolean }, config: Config): ApiTarget | undefined {
-  if (!(o.api || o.follow || o.apiUrl !== undefined || o.token !== undefined || config.apiUrl)) return undefined;
+export async function apiTarget(o: ApiOptions & { follow?: boolean }, config: Config): Promise<ApiTarget | undefined> {
+  const fromCommandLine = await readSecretOption({ flag: '--token', value: o.token, fileFlag: '--token-file', file: o.tokenFile, envName: 'DSX_API_TOKEN' });
+  if (!(o.api || o.follow || o.apiUrl !== undefined || fromCommandLine !== undefined || config.apiUrl)) return undefined;
   const url = o.apiUrl ?? config.apiUrl ?? defaultApiUrl(config.port);
   let parsed: URL;
   try {
@@ -39,7 +46,7 @@ export function apiTarget(o: ApiOptions & { follow?: boolean }, config: Config):
     throw new UsageError(`--api-url / DSX_API_URL must be an http(s) URL (got ${JSON.stringify(url)})`);
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new UsageError(`--api-url / DSX_API_URL must be an http(s) URL (got ${JSON.stringify(url)})`);
-  return { url, token: o.token ?? config.apiToken };
+  return { url, token: fromCommandLine ?? config.apiToken };
 }
 
 const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
@@ -115,22 +122,25 @@ export async function apiScanCancel(target: ApiTarget, id: number, mode: 'drain'
 
 /**
  * Follows a full scan through the fullScanProgress subscription until it has finished, showing each
- * event on `view` (if any), and returns its final progress row. SIGINT stops following (the scan goes
- * on) and resolves with `interrupted: true`.
+ * event on `view` (if any), and returns its final progress row. A stop signal (Ctrl-C) stops following
+ * (the scan goes on) and resolves with `interrupted` set to that signal.
  */
-export async function apiFollowFullScan(target: ApiTarget, id: number, view?: ProgressView): Promise<{ final: FullScanProgress; interrupted: boolean }> {
+export async function apiFollowFullScan(
+  target: ApiTarget,
+  id: number,
+  view?: ProgressView,
+): Promise<{ final: FullScanProgress; interrupted: StopSignal | null }> {
   let last: ProgressEvent | undefined;
   const sub = apiSubscribe<{ fullScanProgress: ProgressEvent | null }>(target, operation('full-scan-progress'), { fullScanId: graphqlInt('full scan id', id) }, (d) => {
     if (!d.fullScanProgress) return;
     last = { ...d.fullScanProgress, discovered: Number(d.fullScanProgress.discovered), finalized: Number(d.fullScanProgress.finalized) };
     view?.update(last);
   });
-  let interrupted = false;
-  const onSigint = () => {
-    interrupted = true;
+  let interrupted: StopSignal | null = null;
+  const stopFollowing = onStopSignal((sig) => {
+    interrupted = sig;
     sub.stop();
-  };
-  process.once('SIGINT', onSigint);
+  });
   try {
     await sub.done;
   } catch (err) {
@@ -138,7 +148,7 @@ export async function apiFollowFullScan(target: ApiTarget, id: number, view?: Pr
     if (err instanceof ApiError && /^unknown full scan id/.test(err.message)) throw new UsageError(err.message);
     throw err;
   } finally {
-    process.off('SIGINT', onSigint);
+    stopFollowing();
     view?.stop();
   }
   if (!interrupted && !last?.finishedAt) {

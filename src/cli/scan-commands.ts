@@ -6,9 +6,12 @@ import { resultsList } from '../db/sql/results.ts';
 import { fullScanCancel, fullScanProgressGet, fullScanStart, fullScanVerify, type FullScanProgress } from '../db/sql/full-scans.ts';
 import { loadConfig } from '../config.ts';
 import { action, output, positiveInt, UsageError, withDatabase } from './common.ts';
+import { intInRange, LIMITS, outcomeOption } from './options.ts';
+import { signalExitCode, type StopSignal } from './signals.ts';
 import { apiFollowFullScan, apiFullScanProgress, apiScanCancel, apiScanStart, apiTarget, withApiOptions, type ApiOptions } from './scan-api.ts';
 import { outcomeCounts, progressView } from './scan-progress.ts';
 import type { ApiTarget } from './api-client.ts';
+import { OUTCOMES } from '../pipeline/outcomes.ts';
 
 const FINISHED = new Set(['completed', 'canceled', 'failed']);
 
@@ -24,16 +27,16 @@ function printStatus(p: FullScanProgress, json: boolean): void {
   if (p.finished_at) process.exitCode = SCAN_EXIT_CODES[p.status] ?? 0;
 }
 
-function stoppedFollowing(id: number): void {
+function stoppedFollowing(id: number, sig: StopSignal): void {
   process.stderr.write(`\nstopped following; full scan ${id} goes on (follow again: dsx-connect scan status ${id} --follow)\n`);
-  process.exitCode = 130;
+  process.exitCode = signalExitCode(sig);
 }
 
 /** --follow: live progress (stdout, or stderr under --json), then the final status like `scan status`. */
 async function follow(api: ApiTarget, id: number, json: boolean): Promise<void> {
   const view = progressView(json ? process.stderr : process.stdout);
   const r = await apiFollowFullScan(api, id, view);
-  if (r.interrupted) return stoppedFollowing(id);
+  if (r.interrupted) return stoppedFollowing(id, r.interrupted);
   printStatus(r.final, json);
 }
 
@@ -99,7 +102,7 @@ export function registerScanCommands(program: Command): void {
   ).action(
     action(async (scopeRef: string, o: ApiOptions & { json?: boolean; follow?: boolean }) => {
       const config = loadConfig();
-      const api = apiTarget(o, config);
+      const api = await apiTarget(o, config);
       const r = api
         ? await apiScanStart(api, scopeRef)
         : await withDatabase(async (db) => {
@@ -126,14 +129,14 @@ export function registerScanCommands(program: Command): void {
     action(async (idArg: string, o: ApiOptions & { json?: boolean; wait?: boolean; follow?: boolean }) => {
       const id = positiveInt('full scan id', idArg);
       const config = loadConfig();
-      const api = apiTarget(o, config);
+      const api = await apiTarget(o, config);
       if (api) {
         if (o.follow) return follow(api, id, !!o.json);
         let p = await apiFullScanProgress(api, id);
         if (!p) throw new UsageError(`unknown full scan id ${id}`);
         if (o.wait && !p.finished_at) {
           const r = await apiFollowFullScan(api, id);
-          if (r.interrupted) return stoppedFollowing(id);
+          if (r.interrupted) return stoppedFollowing(id, r.interrupted);
           p = r.final;
         }
         return printStatus(p, !!o.json);
@@ -160,7 +163,7 @@ export function registerScanCommands(program: Command): void {
       if (o.mode !== 'drain' && o.mode !== 'interrupt') throw new UsageError(`--mode must be drain or interrupt (got ${JSON.stringify(o.mode)})`);
       const mode = o.mode;
       const config = loadConfig();
-      const api = apiTarget(o, config);
+      const api = await apiTarget(o, config);
       const { before, status } = api
         ? { before: await apiFullScanProgress(api, id), status: undefined }
         : await withDatabase(async (db) => {
@@ -196,18 +199,19 @@ export function registerScanCommands(program: Command): void {
     .description('finalized results of a scope, newest first')
     .requiredOption('--scope <name>', 'scope name')
     .option('--since <iso-time>', 'only results finalized at or after this time')
-    .option('--outcome <outcome>', 'only this outcome (clean, malicious, unable_to_scan, ...)')
-    .option('--limit <n>', 'at most this many', '1000')
+    .option('--outcome <outcome>', `only this outcome: ${OUTCOMES.join(', ')}`)
+    .option('--limit <n>', `at most this many (${LIMITS.resultsLimit.min}-${LIMITS.resultsLimit.max})`, '1000')
     .option('--json', 'print JSON')
     .action(
       action(async (o: { scope: string; since?: string; outcome?: string; limit: string; json?: boolean }) => {
         const since = o.since ? new Date(o.since) : undefined;
         if (since && Number.isNaN(since.getTime())) throw new UsageError(`--since must be an ISO-8601 time (got ${JSON.stringify(o.since)})`);
-        const limit = positiveInt('--limit', o.limit);
+        const limit = intInRange('--limit', o.limit, LIMITS.resultsLimit);
+        const outcome = o.outcome === undefined ? undefined : outcomeOption(o.outcome);
         await withDatabase(async (db) => {
           const scope = await scopeGetByName(db.pool, o.scope);
           if (!scope) throw new UsageError(`unknown scope ${JSON.stringify(o.scope)} (see: dsx-connect scope list)`);
-          const rows = await resultsList(db.pool, { scopeId: scope.id, since, outcome: o.outcome, limit });
+          const rows = await resultsList(db.pool, { scopeId: scope.id, since, outcome, limit });
           output(!!o.json, rows, () =>
             rows.map((r) => `${r.finalized_at}\t${r.outcome}${r.reason ? `/${r.reason}` : ''}\t${r.source_type}\t${r.identity}`).join('\n'),
           );

@@ -1,11 +1,13 @@
 /** `dsx-connect server`: the GraphQL API (and what `dev` uses to run it alongside the workers). */
 import type { Command } from 'commander';
 import { loadConfig, type Config } from '../config.ts';
-import { makePool, openDatabase } from '../db/connect.ts';
+import { makePool } from '../db/connect.ts';
 import { log } from '../log.ts';
 import type { ApiServer } from '../server/http.ts';
-import { action, positiveInt } from './common.ts';
-import { untilSignal } from './runtime-commands.ts';
+import { action, UsageError } from './common.ts';
+import { openCliDatabase } from './database.ts';
+import { intInRange, LIMITS } from './options.ts';
+import { untilStopSignal } from './signals.ts';
 
 const OPEN_WARNING = [
   '',
@@ -38,6 +40,12 @@ export async function startApi(config: Config, dbUrl: string, opts: { open: bool
     });
   } catch (err) {
     await pool.end();
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      throw new UsageError(`cannot serve the API on port ${opts.port ?? config.port}: it is in use`, {
+        hint: 'stop what listens there (another dsx-connect dev or server?), or choose another port with PORT or --port',
+        cause: err,
+      });
+    }
     throw err;
   }
   if (opts.open) process.stderr.write(OPEN_WARNING);
@@ -55,22 +63,26 @@ export function registerServerCommand(program: Command): void {
   program
     .command('server')
     .description('serve the GraphQL API: /graphql (HTTP and websockets), GraphiQL at /, /healthz, /readyz')
-    .option('--port <n>', 'port to listen on (default PORT, 5678)')
+    .option('--port <n>', `port to listen on (${LIMITS.port.min}-${LIMITS.port.max}; default PORT, 5678)`)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--open', 'no authentication, everyone is an operator (development only)')
     .action(
       action(async (o: { port?: string; host: string; open?: boolean }) => {
+        const stopped = untilStopSignal();
+        const port = o.port === undefined ? undefined : intInRange('--port', o.port, LIMITS.port);
         const config = loadConfig();
-        const db = await openDatabase(config, { poolSize: 2 });
+        const db = await openCliDatabase(config, { poolSize: 2 });
         try {
-          const api = await startApi(config, db.url, { open: !!o.open, port: o.port ? positiveInt('--port', o.port) : undefined, host: o.host });
+          const api = await startApi(config, db.url, { open: !!o.open, port, host: o.host });
           process.stdout.write(`GraphQL API: ${api.server.url}/graphql (GraphiQL: ${api.server.url}/)\n`);
-          const sig = await untilSignal();
+          const sig = await stopped;
+          // The API first (requests in flight finish, websockets end), the database last.
           log.info({ signal: sig }, 'stopping the API server');
           await api.close();
         } finally {
           await db.close();
         }
+        log.info('API server stopped');
       }),
     );
 }

@@ -3,7 +3,8 @@ import type { Command } from 'commander';
 import { loadConfig } from '../config.ts';
 import { API_ROLES, hashToken, newApiToken, signJwt, type ApiRole } from '../server/auth.ts';
 import { apiTokenCreate, apiTokenList, apiTokenRevoke } from '../db/sql/api-tokens.ts';
-import { action, output, positiveInt, UsageError, withDatabase } from './common.ts';
+import { action, output, UsageError, withDatabase } from './common.ts';
+import { intInRange, LIMITS } from './options.ts';
 
 function role(value: string): ApiRole {
   if (!(API_ROLES as readonly string[]).includes(value)) throw new UsageError(`--role must be viewer or operator (got ${JSON.stringify(value)})`);
@@ -17,11 +18,11 @@ export function registerTokenCommands(program: Command): void {
     .description('create an API token (printed once; only its hash is stored)')
     .requiredOption('--name <name>', 'a name to revoke it by')
     .requiredOption('--role <role>', 'viewer (read, subscribe) or operator (also start/cancel, manage the catalog)')
-    .option('--expires-days <n>', 'days until it expires (default: never)')
+    .option('--expires-days <n>', `days until it expires, ${LIMITS.days.min}-${LIMITS.days.max} (default: never)`)
     .action(
       action(async (o: { name: string; role: string; expiresDays?: string }) => {
         const r = role(o.role);
-        const days = o.expiresDays ? positiveInt('--expires-days', o.expiresDays) : null;
+        const days = o.expiresDays ? intInRange('--expires-days', o.expiresDays, LIMITS.days) : null;
         const secret = newApiToken();
         await withDatabase(async (db) => {
           const taken = (await apiTokenList(db.pool)).some((t) => t.name === o.name);
@@ -62,12 +63,12 @@ export function registerTokenCommands(program: Command): void {
     .description('print a JWT signed with DSX_JWT_SECRET')
     .requiredOption('--role <role>', 'viewer or operator')
     .option('--subject <sub>', 'who it is for (recorded as requested_by)', 'cli')
-    .option('--ttl <seconds>', 'lifetime in seconds', '3600')
+    .option('--ttl <seconds>', `lifetime in seconds, ${LIMITS.ttlSeconds.min}-${LIMITS.ttlSeconds.max}`, '3600')
     .action(
       action(async (o: { role: string; subject: string; ttl: string }) => {
         const config = loadConfig();
         if (!config.jwtSecret) throw new UsageError('DSX_JWT_SECRET is not set');
-        process.stdout.write(`${await signJwt(config.jwtSecret, { role: role(o.role), sub: o.subject }, positiveInt('--ttl', o.ttl))}\n`);
+        process.stdout.write(`${await signJwt(config.jwtSecret, { role: role(o.role), sub: o.subject }, intInRange('--ttl', o.ttl, LIMITS.ttlSeconds))}\n`);
       }),
     );
 }

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { accountByName } from './os-accounts.ts';
+import { stopWithOwner } from './own-process-group.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -265,7 +266,10 @@ export async function startCluster(opts: {
 }): Promise<ClusterProcess> {
   const { postgres } = await postgresBinaries();
   const args = ['-D', opts.clusterDir, '-p', String(opts.port), ...Object.entries(opts.settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])];
-  const child = spawn(postgres, args, { ...opts.account, env: serverEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  // In its own process group (detached): Ctrl-C reaches the owner, which stops the server last, after
+  // its workers and API (see own-process-group.ts); an owner that dies still takes the server with it.
+  const child = spawn(postgres, args, { ...opts.account, env: serverEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  stopWithOwner(child, 'SIGINT');
   const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   let recent = '';
   await new Promise<void>((resolve, reject) => {

@@ -148,6 +148,8 @@ export function startWatcher(args: { pool: pg.Pool; log: Logger; syncMs: number 
       leader = client;
       // Losing this session loses the lock: close the watchers and compete again.
       client.on('error', (err) => {
+        // After stop() the session was handed back to the pool, whose end can race the server's shutdown.
+        if (stopped) return;
         log.warn({ err: err.message }, 'watcher lost its database session; re-electing');
         if (leader === client) {
           leader = undefined;

@@ -71,14 +71,28 @@ export interface WorkerHandle {
   stop(): Promise<void>;
 }
 
+/**
+ * graphile-worker 0.18.0 (and its main branch) cannot release a local queue that holds fetched jobs while
+ * every worker is busy (mode WAITING), the normal state when a worker stops during a scan: it starts
+ * the query returning those jobs, then throws this, and each later step of the shutdown reports the same
+ * error again (five error lines per stop). The jobs are returned all the same, and `stop()` below unlocks
+ * whatever this process still holds, so these reports are logged at debug level.
+ */
+const LOCAL_QUEUE_RELEASE_BUG = 'Cannot background something when the queue is already released';
+
+function isLocalQueueReleaseBug(err: unknown): boolean {
+  if (err instanceof AggregateError) return err.errors.length > 0 && err.errors.every(isLocalQueueReleaseBug);
+  return err instanceof Error && err.message.includes(LOCAL_QUEUE_RELEASE_BUG);
+}
+
 /** graphile-worker logs routed to pino (its per-job INFO lines become debug). */
 export function workerLogger(log: Logger): WorkerLogger {
   return new WorkerLogger((scope) => (level, message, meta) => {
     const l = log.child({ component: 'graphile-worker', ...(scope.taskIdentifier ? { task: scope.taskIdentifier } : {}) });
     // Pools are deliberately smaller than concurrency: jobs come from the local queue and our SQL runs
     // in batches, so a connection per running job would only cost server memory.
-    const expected = /maxPoolSize .* smaller than concurrency/.test(message);
-    const lvl = level === 'error' ? 'error' : level === 'warning' && !expected ? 'warn' : 'debug';
+    const expected = /maxPoolSize .* smaller than concurrency/.test(message) || isLocalQueueReleaseBug((meta as { error?: unknown } | undefined)?.error);
+    const lvl = level === 'error' && !expected ? 'error' : level === 'warning' && !expected ? 'warn' : 'debug';
     l[lvl](meta ?? {}, message);
   });
 }
@@ -204,6 +218,13 @@ export async function startWorker(args: {
       stopping = true;
       await Promise.all([watcher?.stop(), queues?.stop()]);
       await Promise.all(lanes.map((l) => l.current!.runner.stop().catch(() => {})));
+      // Nothing of ours runs any more: a job still locked by our pools is one the local queue failed to
+      // return (see LOCAL_QUEUE_RELEASE_BUG); hand it back now rather than after the dead-worker sweep.
+      await args.pool
+        .query('select graphile_worker.force_unlock_workers($1)', [lanes.flatMap((l) => l.current!.poolIds)])
+        .catch((err: Error) => {
+          args.log.warn({ err: err.message }, 'could not release the jobs this worker held; the dead-worker sweep will');
+        });
       await Promise.all(lanes.flatMap((l) => l.current!.heartbeats.map((h) => h.stop())));
       await context.connectors.close();
     },
