@@ -79,10 +79,11 @@ async function assertDatabaseStopped(t: Test, dir: string, port: number) {
 }
 
 /** stderr without the open-API banner of `dev`: what is left must be empty. */
+/** stderr without the open-API banner and the one-line notice of a newly created embedded database. */
 function unexpectedStderr(text: string): string {
   return text
     .split('\n')
-    .filter((l) => l.trim() !== '' && !l.startsWith('!!'))
+    .filter((l) => l.trim() !== '' && !l.startsWith('!!') && !l.startsWith('dsx-connect: created the embedded PostgreSQL'))
     .join('\n');
 }
 
