@@ -19,6 +19,8 @@ import { quarantineDirProblem } from '../connectors/filesystem/index.ts';
 import crypto from 'node:crypto';
 import { action, jsonArg, output, UsageError, withDatabase } from './common.ts';
 import { checkFaultSettings, intInRange, LIMITS } from './options.ts';
+import { cloudIntegration, type CloudOptions } from './cloud-options.ts';
+import { registerIntegrationTest } from './integration-test.ts';
 import { readSecretOption, safeForms, type SecretSource } from './secrets.ts';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -36,12 +38,25 @@ export function registerCatalogCommands(program: Command): void {
     .option('--root <dir>', 'filesystem: the directory this integration covers')
     .option('--quarantine <dir>', 'filesystem: where "move" remediation puts objects, outside the share (default <DSX_DATA_DIR>/quarantine/<id>)')
     .option('--objects <n>', `synthetic: number of generated objects (${LIMITS.syntheticObjects.min}-${LIMITS.syntheticObjects.max})`)
-    .option('--bucket <name>', 's3: the bucket (its event notifications are checked against it)')
-    .option('--container <name>', 'azure_blob: the container (its Event Grid events are checked against it)')
+    .option('--bucket <name>', 's3: the bucket')
+    .option('--container <name>', 'azure_blob: the container')
+    .option('--prefix <prefix>', 's3, azure_blob: base prefix of the integration (identities are names relative to it)')
+    .option('--endpoint <url>', 's3: URL of an S3-compatible store (default AWS)')
+    .option('--region <region>', 's3: signing region (default us-east-1)')
+    .option('--path-style', 's3: path-style URLs (on by default with --endpoint)')
+    .option('--account-url <url>', 'azure_blob: the account URL, e.g. https://ACCOUNT.blob.core.windows.net')
+    .option('--quarantine-bucket <bucket>', 's3: quarantine into this bucket (default: the prefix dsx-quarantine/ of the same bucket)')
+    .option('--quarantine-container <container>', 'azure_blob: quarantine into this container (default: the prefix dsx-quarantine/)')
+    .option('--quarantine-prefix <prefix>', 's3, azure_blob: quarantine under this prefix of the same bucket/container')
+    .option('--tag-mode <mode>', 's3: tags | none; azure_blob: index_tags | metadata | none (how verdict tags are written)')
+    .option('--event-queue <url>', 's3: an SQS queue URL; azure_blob: a Storage Queue URL; the monitor role polls it for storage events')
+    .option('--event-queue-endpoint <url>', 's3: endpoint of an SQS-compatible service (default: the queue URL\'s host)')
+    .option('--credentials-file <file>', 's3: {"accessKeyId", "secretAccessKey", "sessionToken"?}; azure_blob: {"connectionString"}, {"accountName", "accountKey"} or {"sasToken"} (stored write-only; default: the AWS chain / DefaultAzureCredential)')
     .option('--settings <json>', 'extra settings as a JSON object')
     .option('--json', 'print JSON')
     .action(
-      action(async (o: { name: string; kind: string; root?: string; quarantine?: string; objects?: string; bucket?: string; container?: string; settings?: string; json?: boolean }) => {
+      action(async (o: CloudOptions & { name: string; kind: string; root?: string; quarantine?: string; objects?: string; settings?: string; json?: boolean }) => {
+        let credentials: Record<string, unknown> | null = null;
         const settings: Record<string, unknown> = o.settings ? (jsonArg('--settings', o.settings) as Record<string, unknown>) : {};
         if (typeof settings !== 'object' || settings === null || Array.isArray(settings)) throw new UsageError('--settings must be a JSON object');
         checkFaultSettings(settings);
@@ -59,17 +74,13 @@ export function registerCatalogCommands(program: Command): void {
         } else if (o.kind === 'synthetic') {
           if (!o.objects) throw new UsageError('a synthetic integration needs --objects N');
           settings.objects = intInRange('--objects', o.objects, LIMITS.syntheticObjects);
-        } else if (o.kind === 's3') {
-          if (!o.bucket) throw new UsageError('an s3 integration needs --bucket NAME');
-          settings.bucket = o.bucket;
-        } else if (o.kind === 'azure_blob') {
-          if (!o.container) throw new UsageError('an azure_blob integration needs --container NAME');
-          settings.container = o.container;
+        } else if (o.kind === 's3' || o.kind === 'azure_blob') {
+          credentials = cloudIntegration(o.kind, o, settings).credentials;
         } else {
           throw new UsageError(`unknown --kind ${JSON.stringify(o.kind)} (expected filesystem, synthetic, s3 or azure_blob)`);
         }
         await withDatabase(async (db) => {
-          const row = await integrationCreate(db.pool, { name: o.name, kind: o.kind, settings });
+          const row = await integrationCreate(db.pool, { name: o.name, kind: o.kind, settings, credentials });
           output(!!o.json, row, () => String(row.id));
         });
       }),
@@ -86,6 +97,8 @@ export function registerCatalogCommands(program: Command): void {
         });
       }),
     );
+
+  registerIntegrationTest(integration);
 
   integration
     .command('event-secret')

@@ -13,8 +13,9 @@
  * errors.ts (errno mapping), paths.ts (path arithmetic).
  */
 import path from 'node:path';
+import { probeFilesystem } from './probe.ts';
 import { bytesFromName } from '../identity.ts';
-import { ConnectorError, type ActionResult, type Connector, type ObjectInfo, type OpenedObject, type Page, type QuarantineOptions } from '../types.ts';
+import { ConnectorError, type ActionResult, type Connector, type ObjectInfo, type OpenedObject, type Page, type ProbeResult, type QuarantineOptions } from '../types.ts';
 import { relativeInside, textPath } from './paths.ts';
 import { QuarantineArea } from './quarantine-area.ts';
 import { quarantineObject } from './quarantine.ts';
@@ -99,5 +100,9 @@ export class FilesystemConnector implements Connector {
 
   async tag(_identity: string, _tags: Record<string, string>): Promise<ActionResult> {
     return { status: 'not_supported', detail: 'plain filesystems have no object tags' };
+  }
+
+  probe(scopeRoot: string): Promise<ProbeResult[]> {
+    return probeFilesystem(this, this.#root, this.quarantineDir, scopeRoot);
   }
 }
