@@ -303,6 +303,21 @@ table dsx.scan_results with (fillfactor=70)
   trigger: CREATE TRIGGER scan_results_notify AFTER UPDATE ON dsx.scan_results REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION dsx_private.tg_scan_results_notify()
   privileges: dsx_viewer: SELECT
 
+table dsx.scanner_status
+--   comment: "@behavior -insert -update -delete\nThe scanner (DSXA) as each worker process with the scan role sees it: ok, unavailable or unauthorized, since when, and why."
+  column process_id text not null
+  column hostname text not null
+  column pid integer not null
+  column dsxa_url text not null
+  column state text not null
+  column since timestamp with time zone not null default now()
+  column error text
+  column last_seen_at timestamp with time zone not null default now()
+  constraint scanner_status_pkey: PRIMARY KEY (process_id)
+  constraint scanner_status_state_check: CHECK ((state = ANY (ARRAY['ok'::text, 'unavailable'::text, 'unauthorized'::text])))
+  index: CREATE UNIQUE INDEX scanner_status_pkey ON dsx.scanner_status USING btree (process_id)
+  privileges: dsx_viewer: SELECT
+
 table dsx.scopes
 --   comment: "@behavior -insert\nWhat to protect inside one integration. Within an integration no two scope roots may be identical or nested."
   column id bigint not null generated always as identity
@@ -468,8 +483,18 @@ view dsx.full_scan_progress as
     f.enumeration_error_at,
     f.enumeration_attempt,
     f.enumeration_max_attempts,
-    f.enumeration_retry_at
+    f.enumeration_retry_at,
+    sc.state AS scanner_state,
+    sc.since AS scanner_since,
+    sc.error AS scanner_error
    FROM dsx.full_scans f
+     LEFT JOIN LATERAL ( SELECT s_1.state,
+            s_1.since,
+            s_1.error
+           FROM dsx.scanner_status s_1
+          WHERE s_1.last_seen_at > (now() - '00:02:00'::interval)
+          ORDER BY (s_1.state = 'ok'::text), s_1.since
+         LIMIT 1) sc ON true
      JOIN dsx.scopes s ON s.id = f.scope_id;
 --   comment: "@primaryKey id\n@foreignKey (id) references dsx.full_scans (id)|@fieldName fullScan|@foreignFieldName progress\n@foreignKey (scope_id) references dsx.scopes (id)|@fieldName scope|@foreignFieldName progress\n@behavior -insert -update -delete\nOne row per full scan with progress (finalized/discovered), rate and ETA."
 --   privileges: dsx_viewer: SELECT
@@ -1072,6 +1097,17 @@ CREATE OR REPLACE FUNCTION dsx_private.default_policy()
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select '{"malicious": {"remediation": "none", "notify": true}}'::jsonb
+$function$
+
+-- function dsx_private.defer_scan_job(p_payload json, p_run_at timestamp with time zone, p_max_attempts integer)
+--   privileges: default
+CREATE OR REPLACE FUNCTION dsx_private.defer_scan_job(p_payload json, p_run_at timestamp with time zone, p_max_attempts integer)
+ RETURNS void
+ LANGUAGE sql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select graphile_worker.add_job('scan-object', p_payload, run_at := p_run_at, max_attempts := p_max_attempts,
+                                 priority := dsx_private.job_priority('scan-object', p_payload->>'source_type'));
 $function$
 
 -- function dsx_private.ensure_event_secret(p_integration_id bigint, p_rotate boolean, p_new_secret text)
@@ -1784,6 +1820,32 @@ begin
   end if;
 end $function$
 
+-- function dsx_private.report_scanner_status(p_process_id text, p_hostname text, p_pid integer, p_dsxa_url text, p_state text, p_since timestamp with time zone, p_error text)
+--   privileges: default
+CREATE OR REPLACE FUNCTION dsx_private.report_scanner_status(p_process_id text, p_hostname text, p_pid integer, p_dsxa_url text, p_state text, p_since timestamp with time zone, p_error text)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_old text;
+  r record;
+begin
+  select s.state into v_old from dsx.scanner_status s where s.process_id = p_process_id for update;
+  insert into dsx.scanner_status as s (process_id, hostname, pid, dsxa_url, state, since, error, last_seen_at)
+  values (p_process_id, p_hostname, p_pid, p_dsxa_url, p_state, p_since, p_error, now())
+  on conflict (process_id) do update
+     set state = excluded.state, since = excluded.since, error = excluded.error, dsxa_url = excluded.dsxa_url,
+         last_seen_at = now();
+  if v_old is distinct from p_state and not (v_old is null and p_state = 'ok') then
+    perform dsx_private.audit('dsx-connect', 'scanner.' || p_state, null, null, null,
+                              jsonb_build_object('process_id', p_process_id, 'dsxa_url', p_dsxa_url, 'error', p_error));
+    for r in select f.id, f.status from dsx.full_scans f where f.status = 'running' loop
+      perform dsx_private.notify_full_scan(r.id, r.status);
+    end loop;
+  end if;
+end $function$
+
 -- function dsx_private.rescue_dead_workers(p_dead_after interval)
 --   privileges: default
 CREATE OR REPLACE FUNCTION dsx_private.rescue_dead_workers(p_dead_after interval)
@@ -2053,6 +2115,17 @@ begin
   end if;
   return new;
 end $function$
+
+-- function dsx_private.touch_scanner_status(p_process_id text, p_dead_after interval)
+--   privileges: default
+CREATE OR REPLACE FUNCTION dsx_private.touch_scanner_status(p_process_id text, p_dead_after interval)
+ RETURNS void
+ LANGUAGE sql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  update dsx.scanner_status set last_seen_at = now() where process_id = p_process_id;
+  delete from dsx.scanner_status where last_seen_at < now() - p_dead_after;
+$function$
 
 -- function dsx_private.verify_full_scan_checks(p_full_scan_id bigint)
 --   privileges: dsx_viewer: EXECUTE

@@ -197,7 +197,7 @@ async function snapshot(pool: pg.Pool, opts: { jobs: boolean }): Promise<Record<
   const { rows: tables } = await pool.query<{ name: string }>(
     `select format('%I.%I', table_schema, table_name) as name from information_schema.tables
       where table_schema in ('dsx', 'dsx_private') and table_type = 'BASE TABLE'
-        and table_name <> 'worker_heartbeats' order by 1`,
+        and table_name not in ('worker_heartbeats', 'scanner_status') order by 1`, // worker liveness, not state
   );
   const names = tables.map((r) => r.name);
   if (opts.jobs) names.push('graphile_worker._private_jobs');

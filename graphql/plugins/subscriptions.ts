@@ -22,7 +22,8 @@ const PROGRESS_SQL = `
          objects_per_s::float8 as "objectsPerS", eta_s::float8 as "etaS", outcomes, cancel_mode as "cancelMode",
          error, started_at::text as "startedAt", finished_at::text as "finishedAt",
          enumeration_error as "enumerationError", enumeration_attempt as "enumerationAttempt",
-         enumeration_max_attempts as "enumerationMaxAttempts", enumeration_retry_at::text as "enumerationRetryAt"
+         enumeration_max_attempts as "enumerationMaxAttempts", enumeration_retry_at::text as "enumerationRetryAt",
+         scanner_state as "scannerState", scanner_since::text as "scannerSince", scanner_error as "scannerError"
     from dsx.full_scan_progress where id = $1`;
 
 interface ProgressRow {
@@ -117,6 +118,10 @@ export function makeSubscriptionsPlugin(): GraphileConfig.Plugin {
           enumerationAttempt: Int
           enumerationMaxAttempts: Int
           enumerationRetryAt: String
+          """The scanner as the live workers see it: ok, unavailable or unauthorized (scans wait while it is not ok), since when, and why."""
+          scannerState: String
+          scannerSince: String
+          scannerError: String
           fullScan: FullScan
         }
         extend type Subscription {

@@ -261,3 +261,13 @@ end $$;
 create or replace trigger scan_results_notify after update on dsx.scan_results
   referencing new table as new_rows old table as old_rows
   for each statement execute function dsx_private.tg_scan_results_notify();
+
+-- A scan job that found the scanner unavailable puts itself back in the queue, to run at p_run_at (just
+-- after the next probe of the scanner), and completes: the new job starts with all its attempts, so an
+-- outage never uses up an object's attempts, however long it lasts. Its row stays 'pending' (a copy that
+-- also ran would find it 'scanned' and skip).
+create or replace function dsx_private.defer_scan_job(p_payload json, p_run_at timestamptz, p_max_attempts integer)
+returns void language sql set search_path = pg_catalog, pg_temp as $$
+  select graphile_worker.add_job('scan-object', p_payload, run_at := p_run_at, max_attempts := p_max_attempts,
+                                 priority := dsx_private.job_priority('scan-object', p_payload->>'source_type'));
+$$;

@@ -36,3 +36,36 @@ begin
   end if;
   return v_dead;
 end $$;
+
+-- A worker process's view of the scanner, recorded on every change (and refreshed with the heartbeat).
+-- A change is audited and announced to the subscribers of every running full scan, whose progress
+-- events carry the scanner's state.
+create or replace function dsx_private.report_scanner_status(
+  p_process_id text, p_hostname text, p_pid integer, p_dsxa_url text, p_state text, p_since timestamptz, p_error text
+) returns void language plpgsql set search_path = pg_catalog, pg_temp as $$
+declare
+  v_old text;
+  r record;
+begin
+  select s.state into v_old from dsx.scanner_status s where s.process_id = p_process_id for update;
+  insert into dsx.scanner_status as s (process_id, hostname, pid, dsxa_url, state, since, error, last_seen_at)
+  values (p_process_id, p_hostname, p_pid, p_dsxa_url, p_state, p_since, p_error, now())
+  on conflict (process_id) do update
+     set state = excluded.state, since = excluded.since, error = excluded.error, dsxa_url = excluded.dsxa_url,
+         last_seen_at = now();
+  if v_old is distinct from p_state and not (v_old is null and p_state = 'ok') then
+    perform dsx_private.audit('dsx-connect', 'scanner.' || p_state, null, null, null,
+                              jsonb_build_object('process_id', p_process_id, 'dsxa_url', p_dsxa_url, 'error', p_error));
+    for r in select f.id, f.status from dsx.full_scans f where f.status = 'running' loop
+      perform dsx_private.notify_full_scan(r.id, r.status);
+    end loop;
+  end if;
+end $$;
+
+-- Keeps a process's scanner row fresh (with its heartbeat); rows of processes silent for longer than
+-- p_dead_after are dropped, so a dead worker's view of the scanner is not shown.
+create or replace function dsx_private.touch_scanner_status(p_process_id text, p_dead_after interval)
+returns void language sql set search_path = pg_catalog, pg_temp as $$
+  update dsx.scanner_status set last_seen_at = now() where process_id = p_process_id;
+  delete from dsx.scanner_status where last_seen_at < now() - p_dead_after;
+$$;

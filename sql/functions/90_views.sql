@@ -21,8 +21,15 @@ select f.id, f.scope_id, s.name as scope_name, f.status, f.discovered, f.finaliz
                           'policy_blocked', f.policy_blocked_count, 'canceled', f.canceled_count) as outcomes,
        f.cancel_mode, f.error, f.requested_by, f.created_at, f.started_at, f.finished_at,
        f.enumeration_error, f.enumeration_error_at, f.enumeration_attempt, f.enumeration_max_attempts,
-       f.enumeration_retry_at
+       f.enumeration_retry_at,
+       -- The scanner as the live workers see it (the worst state, its earliest start, and why).
+       sc.state as scanner_state, sc.since as scanner_since, sc.error as scanner_error
   from dsx.full_scans f
+  left join lateral (
+    select s.state, s.since, s.error from dsx.scanner_status s
+     where s.last_seen_at > now() - interval '2 minutes'
+     order by (s.state = 'ok'), s.since
+     limit 1) sc on true
   join dsx.scopes s on s.id = f.scope_id;
 comment on view dsx.full_scan_progress is
   E'@primaryKey id\n@foreignKey (id) references dsx.full_scans (id)|@fieldName fullScan|@foreignFieldName progress\n@foreignKey (scope_id) references dsx.scopes (id)|@fieldName scope|@foreignFieldName progress\n@behavior -insert -update -delete\nOne row per full scan with progress (finalized/discovered), rate and ETA.';

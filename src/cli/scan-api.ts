@@ -82,6 +82,9 @@ export async function apiFullScanProgress(target: ApiTarget, id: number): Promis
     enumeration_attempt: num(p.enumerationAttempt),
     enumeration_max_attempts: num(p.enumerationMaxAttempts),
     enumeration_retry_at: date(p.enumerationRetryAt),
+    scanner_state: (p.scannerState as string | null) ?? null,
+    scanner_since: date(p.scannerSince),
+    scanner_error: (p.scannerError as string | null) ?? null,
   };
 }
 

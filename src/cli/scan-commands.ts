@@ -53,6 +53,9 @@ function describe(p: FullScanProgress): string {
       `${p.objects_per_s ? `, ${p.objects_per_s} objects/s` : ''}${p.eta_s ? `, ETA ${p.eta_s}s` : ''}`,
     `  outcomes: ${outcomes || '(none yet)'}`,
     ...(p.error ? [`  error: ${p.error}`] : []),
+    ...(p.scanner_state && p.scanner_state !== 'ok' && !p.finished_at
+      ? [`  scanner ${p.scanner_state} since ${new Date(p.scanner_since!).toISOString()}: scans wait until it answers (${p.scanner_error ?? 'no answer'})`]
+      : []),
     ...(p.enumeration_error && !p.finished_at
       ? [
           `  listing failing (attempt ${p.enumeration_attempt} of ${p.enumeration_max_attempts}): ${p.enumeration_error}`,
@@ -83,6 +86,9 @@ export function statusJson(p: FullScanProgress) {
     enumeration_attempt: p.enumeration_attempt,
     enumeration_max_attempts: p.enumeration_max_attempts,
     enumeration_retry_at: p.enumeration_retry_at,
+    scanner_state: p.scanner_state,
+    scanner_since: p.scanner_since,
+    scanner_error: p.scanner_error,
     requested_by: p.requested_by,
     created_at: p.created_at,
     started_at: p.started_at,

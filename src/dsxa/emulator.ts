@@ -35,6 +35,12 @@ export interface EmulatorOptions {
   failRate?: number;
   /** Faults to inject (default all of FAULT_KINDS), used in turn so each gets an even share. */
   faultKinds?: readonly FaultKind[];
+  /**
+   * A fault for particular requests, whatever `failRate` says: given the request's X-Custom-Metadata
+   * (the scan job sends the object's key there), the fault to inject, or null. For tests of one object
+   * the scanner keeps failing on.
+   */
+  faultOn?: ((metadata: string) => FaultKind | null) | null;
 }
 
 /** Counters since start. */
@@ -76,6 +82,7 @@ type Behaviour = {
   maxFileSize: number;
   failRate: number;
   faultKinds: readonly FaultKind[];
+  faultOn: ((metadata: string) => FaultKind | null) | null;
 };
 
 type VerdictBody = { verdict: string; verdict_details: Record<string, string> };
@@ -133,6 +140,7 @@ export async function startEmulator(initial: EmulatorOptions = {}): Promise<Emul
     maxFileSize: initial.maxFileSize ?? 2 * 1024 ** 3,
     failRate: initial.failRate ?? 0,
     faultKinds: initial.faultKinds ?? FAULT_KINDS,
+    faultOn: initial.faultOn ?? null,
   };
   const stats: EmulatorStats = { requests: 0, scans: 0, verdicts: {}, rejected: 0, faults: {}, inFlight: 0, queued: 0, maxConcurrent: 0 };
   const waiting: (() => void)[] = [];
@@ -168,7 +176,9 @@ export async function startEmulator(initial: EmulatorOptions = {}): Promise<Emul
   };
 
   /** Decides whether this request gets a fault, and which (kinds in turn: an even split). */
-  const pickFault = (): FaultKind | null => {
+  const pickFault = (req: http.IncomingMessage): FaultKind | null => {
+    const forced = b.faultOn?.(header(req, 'x-custom-metadata') ?? '') ?? null;
+    if (forced !== null) return forced;
     if (b.failRate <= 0 || Math.random() >= b.failRate) return null;
     const kinds = b.faultKinds.length > 0 ? b.faultKinds : FAULT_KINDS;
     return kinds[faultTurn++ % kinds.length]!;
@@ -187,7 +197,7 @@ export async function startEmulator(initial: EmulatorOptions = {}): Promise<Emul
       req.resume();
       return send(res, 400, INVALID_PROTECTED_ENTITY);
     }
-    const fault = pickFault();
+    const fault = pickFault(req);
     if (fault !== null) {
       stats.faults[fault] = (stats.faults[fault] ?? 0) + 1;
       if (fault === 'drop') return void req.socket.destroy();

@@ -9,7 +9,11 @@ import { scanResultsFinalize, scanResultsRecordScanned, scanResultsStates, type 
 import { DsxaClient } from '../dsxa/client.ts';
 import { QueueStatistics } from '../db/queue-stats.ts';
 import type { Logger } from '../log.ts';
+import crypto from 'node:crypto';
+import os from 'node:os';
 import { Batcher } from './batcher.ts';
+import { ScannerHealth } from '../dsxa/health.ts';
+import { scannerStatusReport } from '../db/sql/scanner-status.ts';
 import type { SideEffectHooks } from './side-effects.ts';
 import type { QueueSourceHooks } from '../monitor/queue-sources.ts';
 
@@ -29,6 +33,10 @@ export interface PipelineContext {
   queueStats: QueueStatistics;
   /** Points where tests pause or fail the pipeline on purpose (crash windows); empty in production. */
   hooks: PipelineHooks;
+  /** Whether the scanner answers (a scanner outage defers scan jobs; it is never a verdict). */
+  scanner: ScannerHealth;
+  /** This process's id in dsx.scanner_status. */
+  processId: string;
 }
 
 /** See PipelineContext.hooks. */
@@ -37,18 +45,36 @@ export interface PipelineHooks {
   queues?: QueueSourceHooks;
 }
 
+/** A scan of a few bytes: the truest health check DSXA's API allows (it has no health endpoint). */
+const PROBE_BODY = Buffer.from('dsx-connect scanner health probe\n');
+
 export function createPipelineContext(args: { pool: pg.Pool; config: Config; log: Logger; dsxaUrl: string; dsxaToken?: string | null }): PipelineContext {
   const { pool, config } = args;
+  const dsxa = new DsxaClient({
+    url: args.dsxaUrl,
+    token: args.dsxaToken ?? null,
+    timeoutMs: config.dsxaTimeoutMs,
+    maxInFlight: config.dsxaMaxInFlight,
+  });
+  const processId = `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString('hex')}`;
+  const log = args.log.child({ component: 'scanner-health' });
+  const scanner = new ScannerHealth({
+    probe: async () => {
+      await dsxa.scanBinary(PROBE_BODY, { metadata: 'dsx-connect health probe' });
+    },
+    onChange: (s) =>
+      s.state === 'ok'
+        ? log.warn({ dsxa: dsxa.url }, 'the scanner answers again: deferred scans resume')
+        : log.error({ dsxa: dsxa.url, state: s.state, err: s.error }, 'the scanner is unavailable: scans wait (their objects get no verdict until it answers)'),
+    report: (status) => scannerStatusReport(pool, { processId, hostname: os.hostname(), pid: process.pid, dsxaUrl: dsxa.url, status }),
+  });
   return {
     pool,
     config,
     log: args.log,
-    dsxa: new DsxaClient({
-      url: args.dsxaUrl,
-      token: args.dsxaToken ?? null,
-      timeoutMs: config.dsxaTimeoutMs,
-      maxInFlight: config.dsxaMaxInFlight,
-    }),
+    dsxa,
+    scanner,
+    processId,
     connectors: new ConnectorRegistry(pool, { dataDir: config.dataDir, log: args.log }),
     resultStates: new Batcher((keys) => scanResultsStates(pool, keys), { maxSize: 500, maxDelayMs: 1 }),
     scanned: new Batcher((items) => scanResultsRecordScanned(pool, items), { maxSize: 500, maxDelayMs: 2 }),

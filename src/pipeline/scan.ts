@@ -6,6 +6,7 @@
  */
 import { ConnectorError } from '../connectors/types.ts';
 import { DsxaError } from '../dsxa/client.ts';
+import { scanJobDefer } from '../db/sql/scan-results.ts';
 import { childEnvelope, TASKS, type Job, type ScanOutcome } from '../jobs/envelope.ts';
 import type { PipelineContext } from './context.ts';
 import type { Attempt } from './full-scan.ts';
@@ -13,8 +14,21 @@ import type { Attempt } from './full-scan.ts';
 /** Tries of one scan inside one job attempt (pauses 100 ms, 400 ms) before the queue retries it. */
 const IN_PROCESS_TRIES = 3;
 
-/** How a scan job ended: queued a finalize job, or skipped (the row was no longer pending). */
-export type ScanJobResult = { status: 'queued' | 'skipped'; state?: string };
+/** How a scan job ended: queued a finalize job, skipped (the row was no longer pending), or deferred (the scanner is unavailable). */
+export type ScanJobResult = { status: 'queued' | 'skipped' | 'deferred'; state?: string };
+
+/** Deferred jobs are spread over this long after the next probe, so they do not all arrive at once. */
+const DEFER_SPREAD_MS = 5_000;
+
+/**
+ * Puts the job back in the queue for just after the scanner's next probe and completes it: an outage
+ * never uses up the object's attempts and never becomes a verdict.
+ */
+async function defer(ctx: PipelineContext, job: Job<'scan-object'>, attempt: Attempt): Promise<ScanJobResult> {
+  const at = Math.max(ctx.scanner.nextProbeAt, Date.now()) + 250 + Math.random() * DEFER_SPREAD_MS;
+  await scanJobDefer(ctx.pool, job, new Date(at), attempt.maxAttempts);
+  return { status: 'deferred' };
+}
 
 function failureOf(err: unknown): { outcome: ScanOutcome; retryable: boolean } {
   if (err instanceof ConnectorError) {
@@ -34,6 +48,7 @@ export async function scanObject(ctx: PipelineContext, job: Job<'scan-object'>, 
   // 'scanned': a previous delivery already queued the finalize job; 'finalized': done, or interrupted
   // by a cancel; 'missing': the scope or scan was deleted. None of them is scanned again.
   if (state !== 'pending') return { status: 'skipped', state };
+  if (ctx.scanner.unavailable) return defer(ctx, job, attempt);
 
   const identity = job.object_identity!;
   let outcome: ScanOutcome | undefined;
@@ -60,11 +75,14 @@ export async function scanObject(ctx: PipelineContext, job: Job<'scan-object'>, 
           metadata: `dsx-connect scope=${job.scope_id} key=${job.idempotency_key}`,
         });
         outcome = { kind: 'verdict', http_status: r.httpStatus, response: r.response as Record<string, unknown> };
+        ctx.scanner.recordSuccess();
         scanMs = Math.round(r.durationMs);
       } finally {
         opened.stream.destroy();
       }
     } catch (err) {
+      // The scanner, not the object: wait for it (recorded as the scanner's state, not as an outcome).
+      if (err instanceof DsxaError && ctx.scanner.recordFailure(err, job.idempotency_key)) return defer(ctx, job, attempt);
       const f = failureOf(err);
       if (f.retryable && tryNo < IN_PROCESS_TRIES) {
         await new Promise((r) => setTimeout(r, 100 * 4 ** (tryNo - 1)));

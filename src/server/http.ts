@@ -6,6 +6,7 @@
  * graphql-ws message. close() stops accepting, ends open websockets and waits for requests in flight.
  */
 import './graphile-env.ts'; // first: before postgraphile loads
+import { scannerStatusCurrent } from '../db/sql/scanner-status.ts';
 import http from 'node:http';
 import type net from 'node:net';
 import type stream from 'node:stream';
@@ -76,8 +77,15 @@ export async function startApiServer(args: {
       return;
     }
     if (path === '/readyz') {
-      args.pool.query('select 1').then(
-        () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ready"}'),
+      // Ready when the database answers. The scanner's state is reported beside it (the API works without
+      // it; scans wait for it): "scanner unavailable since ..." when a live worker cannot reach DSXA.
+      scannerStatusCurrent(args.pool, 120_000).then(
+        (scanner) => {
+          const body = scanner && scanner.state !== 'ok'
+            ? { status: 'ready', scanner: { state: scanner.state, since: scanner.since, error: scanner.error, message: `scanner ${scanner.state} since ${scanner.since.toISOString()}: scans wait until it answers` } }
+            : { status: 'ready', scanner: scanner ? { state: 'ok', since: scanner.since } : { state: 'unknown', message: 'no worker with the scan role is reporting' } };
+          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+        },
         (err: Error) => res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'unavailable', error: err.message })),
       );
       return;

@@ -9,7 +9,9 @@
 import { EventEmitter } from 'node:events';
 import { Logger as WorkerLogger, run, type Runner, type TaskList, type WorkerEvents } from 'graphile-worker';
 import type pg from 'pg';
+import os from 'node:os';
 import type { Config } from '../config.ts';
+import { scannerStatusForget, scannerStatusReport, scannerStatusTouch } from '../db/sql/scanner-status.ts';
 import type { Logger } from '../log.ts';
 import { createPipelineContext, type PipelineContext, type PipelineHooks } from '../pipeline/context.ts';
 import applyRemediation from '../../tasks/apply-remediation.ts';
@@ -201,6 +203,18 @@ export async function startWorker(args: {
     }
   };
   for (const lane of lanes) await launch(lane);
+  // A worker started with an unreachable or unauthorized DSXA_URL says so at start (and its scans wait).
+  let scannerTimer: NodeJS.Timeout | undefined;
+  if (args.roles.includes('scan')) {
+    const s = await context.scanner.check();
+    if (s.state === 'ok') args.log.info({ dsxa: context.dsxa.url }, 'the scanner answers');
+    else args.log.error({ dsxa: context.dsxa.url, state: s.state, err: s.error }, `DSXA at ${context.dsxa.url} is ${s.state}: scans wait until it answers (${s.error})`);
+    await scannerStatusReport(args.pool, { processId: context.processId, hostname: os.hostname(), pid: process.pid, dsxaUrl: context.dsxa.url, status: s }).catch(() => {});
+    scannerTimer = setInterval(() => {
+      void scannerStatusTouch(args.pool, context.processId, args.config.deadWorkerAfterMs).catch(() => {});
+    }, args.config.heartbeatMs);
+    scannerTimer.unref();
+  }
   const monitor = args.roles.includes('monitor');
   const watcher = monitor ? startWatcher({ pool: args.pool, log: args.log, syncMs: args.config.monitorSyncMs }) : null;
   const queues = monitor ? startQueueSources({ pool: args.pool, log: args.log, syncMs: args.config.monitorSyncMs, hooks: context.hooks.queues }) : null;
@@ -227,6 +241,9 @@ export async function startWorker(args: {
         });
       await Promise.all(lanes.flatMap((l) => l.current!.heartbeats.map((h) => h.stop())));
       await context.connectors.close();
+      clearInterval(scannerTimer);
+      await context.scanner.stop();
+      if (scannerTimer) await scannerStatusForget(args.pool, context.processId).catch(() => {});
     },
   };
 }

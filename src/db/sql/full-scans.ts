@@ -51,6 +51,10 @@ export interface FullScanProgress {
   enumeration_attempt: number | null;
   enumeration_max_attempts: number | null;
   enumeration_retry_at: string | null;
+  /** The scanner as the live workers see it: ok, unavailable or unauthorized (null: no worker reports). */
+  scanner_state: string | null;
+  scanner_since: string | null;
+  scanner_error: string | null;
 }
 
 /** One scan's progress row from dsx.full_scan_progress, or null. */
@@ -60,7 +64,7 @@ export async function fullScanProgressGet(db: Queryable, id: number): Promise<Fu
             finalized::float8 as finalized, pages, enumeration_exhausted, percent_finalized::float8 as percent_finalized,
             elapsed_s::float8 as elapsed_s, objects_per_s::float8 as objects_per_s, eta_s::float8 as eta_s, outcomes,
             cancel_mode, error, requested_by, created_at, started_at, finished_at, enumeration_error,
-            enumeration_attempt, enumeration_max_attempts, enumeration_retry_at
+            enumeration_attempt, enumeration_max_attempts, enumeration_retry_at, scanner_state, scanner_since, scanner_error
        from dsx.full_scan_progress where id = $1`,
     [id],
   );

@@ -56,3 +56,8 @@ export async function scanResultsFinalize(db: Queryable, items: FinalizeItem[]):
   const byKey = new Map(rows.map((r) => [r.idempotency_key, r.status]));
   return items.map((i) => byKey.get(i.idempotency_key) ?? 'missing');
 }
+
+/** Puts a scan job back in the queue for `runAt` (dsx_private.defer_scan_job): the scanner is unavailable. */
+export async function scanJobDefer(db: Queryable, payload: unknown, runAt: Date, maxAttempts: number): Promise<void> {
+  await db.query('select dsx_private.defer_scan_job($1::json, $2, $3)', [JSON.stringify(payload), runAt, maxAttempts]);
+}
