@@ -157,6 +157,19 @@ table dsx.integrations
   column privileges name: dsx_operator: UPDATE
   column privileges settings: dsx_operator: UPDATE
 
+table dsx.invalid_jobs
+--   comment: "@behavior -insert -update -delete\nJobs whose payload did not match their schema: recorded with the error and completed, not retried."
+  column id bigint not null generated always as identity
+  column task text not null
+  column worker_job_id bigint
+  column error text not null
+  column payload jsonb
+  column recorded_at timestamp with time zone not null default now()
+  constraint invalid_jobs_pkey: PRIMARY KEY (id)
+  index: CREATE UNIQUE INDEX invalid_jobs_pkey ON dsx.invalid_jobs USING btree (id)
+  index: CREATE INDEX invalid_jobs_recorded_idx ON dsx.invalid_jobs USING btree (recorded_at)
+  privileges: dsx_viewer: SELECT
+
 table dsx.monitor_events
 --   comment: "@behavior -insert -update -delete\nOne storage event as received (HTTP intake or filesystem watcher), with what monitoring did with it."
   column id bigint not null generated always as identity
@@ -1638,6 +1651,26 @@ CREATE OR REPLACE FUNCTION dsx_private.raise(p_code text, p_message text, p_hint
 AS $function$
 begin
   raise exception using errcode = p_code, message = p_message, hint = coalesce(p_hint, '');
+end $function$
+
+-- function dsx_private.record_invalid_job(p_task text, p_worker_job_id bigint, p_error text, p_payload text)
+--   privileges: default
+CREATE OR REPLACE FUNCTION dsx_private.record_invalid_job(p_task text, p_worker_job_id bigint, p_error text, p_payload text)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_payload jsonb;
+begin
+  begin
+    v_payload := p_payload::jsonb;
+  exception when others then
+    v_payload := to_jsonb(left(p_payload, 10000));
+  end;
+  insert into dsx.invalid_jobs (task, worker_job_id, error, payload) values (p_task, p_worker_job_id, left(p_error, 2000), v_payload);
+  perform dsx_private.audit('dsx-connect', 'job.invalid_payload', null, null, null,
+                            jsonb_build_object('task', p_task, 'worker_job_id', p_worker_job_id, 'error', left(p_error, 2000)));
 end $function$
 
 -- function dsx_private.record_page(p_full_scan_id bigint, p_page_no integer, p_objects jsonb, p_next_cursor text, p_parent_job_id uuid, p_scan_max_attempts integer)

@@ -69,3 +69,20 @@ returns void language sql set search_path = pg_catalog, pg_temp as $$
   update dsx.scanner_status set last_seen_at = now() where process_id = p_process_id;
   delete from dsx.scanner_status where last_seen_at < now() - p_dead_after;
 $$;
+
+-- Records a job whose payload can never be valid (its task then completes it instead of failing it).
+-- A batch job's envelopes are recorded one by one. The payload is kept as JSON when it is JSON.
+create or replace function dsx_private.record_invalid_job(p_task text, p_worker_job_id bigint, p_error text, p_payload text)
+returns void language plpgsql set search_path = pg_catalog, pg_temp as $$
+declare
+  v_payload jsonb;
+begin
+  begin
+    v_payload := p_payload::jsonb;
+  exception when others then
+    v_payload := to_jsonb(left(p_payload, 10000));
+  end;
+  insert into dsx.invalid_jobs (task, worker_job_id, error, payload) values (p_task, p_worker_job_id, left(p_error, 2000), v_payload);
+  perform dsx_private.audit('dsx-connect', 'job.invalid_payload', null, null, null,
+                            jsonb_build_object('task', p_task, 'worker_job_id', p_worker_job_id, 'error', left(p_error, 2000)));
+end $$;

@@ -123,11 +123,30 @@ export type Job<T extends TaskName> = (T extends 'monitor-event-ingest' ? Envelo
   body: z.infer<Bodies[T]>;
 };
 
-/** Thrown for a payload that does not match its schema. Not retryable: the payload will not change. */
+/**
+ * Thrown for a payload that does not match its schema. Not retryable: the payload will not change. The
+ * task frame records such a job in dsx.invalid_jobs and completes it (src/worker/define-task.ts).
+ */
 export class InvalidPayloadError extends Error {
   constructor(task: string, detail: string) {
     super(`invalid ${task} payload: ${detail}`);
     this.name = 'InvalidPayloadError';
+  }
+}
+
+/** The envelope schema version this build reads and writes. */
+export const SCHEMA_VERSION = 1;
+
+/**
+ * Thrown for a payload of a newer schema version than this build knows: a rolling deploy, where a newer
+ * producer already writes it. Retryable: a worker of the newer version will take it.
+ */
+export class NewerSchemaVersionError extends Error {
+  readonly version: number;
+  constructor(task: string, version: number) {
+    super(`${task} payload has schema_version ${version}, newer than this worker's ${SCHEMA_VERSION}: it is retried until an upgraded worker takes it`);
+    this.name = 'NewerSchemaVersionError';
+    this.version = version;
   }
 }
 
@@ -138,7 +157,6 @@ function describe(error: z.ZodError): string {
     .join('; ');
 }
 
-/** Parses an `unknown` payload as a job of type `task`, or throws InvalidPayloadError naming each problem. */
 const jobSchemas = new Map<TaskName, z.ZodType>();
 
 /** The full schema of one job type, built once (zod compiles a schema on first use: ~20% of a worker's CPU when rebuilt per job). */
@@ -155,7 +173,35 @@ function jobSchema(task: TaskName): z.ZodType {
   return schema;
 }
 
+/** What a producer puts in the queue for a job of type T (the consumer validates it: parseJob). */
+export type JobPayload<T extends TaskName> = (T extends 'monitor-event-ingest' ? z.input<typeof envelopeSchema> : Omit<z.input<typeof envelopeSchema>, 'scope_id'> & { scope_id: number | string }) & {
+  job_type: T;
+  body: z.input<Bodies[T]>;
+};
+
+/*
+ * The task names and payloads of the queue, for graphile-worker's typings (addJob, TaskList, Task):
+ * a task list or an addJob naming a task that does not exist, or a payload of the wrong shape, is a
+ * type error. Finalize jobs are batch jobs: an array of envelopes (a single one is still accepted).
+ */
+declare global {
+  namespace GraphileWorker {
+    interface Tasks {
+      'full-scan-scope': JobPayload<'full-scan-scope'>;
+      'enumerate-scope-page': JobPayload<'enumerate-scope-page'>;
+      'scan-object': JobPayload<'scan-object'>;
+      'finalize-scan-object': JobPayload<'finalize-scan-object'> | JobPayload<'finalize-scan-object'>[];
+      'apply-remediation': JobPayload<'apply-remediation'>;
+      'send-notification': JobPayload<'send-notification'>;
+      'monitor-event-ingest': JobPayload<'monitor-event-ingest'>;
+    }
+  }
+}
+
+/** Parses an `unknown` payload as a job of type `task`, or throws InvalidPayloadError naming each problem. */
 export function parseJob<T extends TaskName>(task: T, payload: unknown): Job<T> {
+  const version = (payload as { schema_version?: unknown } | null)?.schema_version;
+  if (typeof version === 'number' && Number.isInteger(version) && version > SCHEMA_VERSION) throw new NewerSchemaVersionError(task, version);
   const parsed = jobSchema(task).safeParse(payload);
   if (!parsed.success) throw new InvalidPayloadError(task, describe(parsed.error));
   return parsed.data as Job<T>;

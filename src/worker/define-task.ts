@@ -1,16 +1,19 @@
 /**
- * The frame every task shares: parse the payload (an invalid one fails with a clear error before
- * anything changes), log through a child logger carrying job id, job type and correlation id, and pass
- * the attempt bookkeeping to the domain code in src/pipeline.
+ * The frame every task shares: parse the payload, log through a child logger carrying job id, job type
+ * and correlation id, and pass the attempt bookkeeping to the domain code in src/pipeline. A payload that
+ * can never be valid is recorded in dsx.invalid_jobs (with the fields named) and the job completes:
+ * graphile-worker would otherwise retry it up to max_attempts over days for nothing. One of a newer
+ * schema version (a rolling deploy) is thrown, so it is retried until an upgraded worker takes it.
  */
 import type { JobHelpers, Task } from 'graphile-worker';
-import { parseJob, type Job, type TaskName } from '../jobs/envelope.ts';
+import { invalidJobRecord } from '../db/sql/invalid-jobs.ts';
+import { InvalidPayloadError, parseJob, type Job, type TaskName } from '../jobs/envelope.ts';
 import type { PipelineContext } from '../pipeline/context.ts';
 import type { Attempt } from '../pipeline/full-scan.ts';
 import type { Logger } from '../log.ts';
 
-/** A task module's default export: builds the graphile-worker task from the process's context. */
-export type TaskFactory = (ctx: PipelineContext) => Task;
+/** A task module's default export: builds the graphile-worker task of `T` from the process's context. */
+export type TaskFactory<T extends TaskName = TaskName> = (ctx: PipelineContext) => Task<T>;
 
 export interface TaskOptions {
   /**
@@ -25,16 +28,25 @@ export function defineTask<T extends TaskName>(
   name: T,
   run: (ctx: PipelineContext, job: Job<T>, attempt: Attempt & { jobId: string }, log: Logger, helpers: JobHelpers) => Promise<unknown>,
   opts: TaskOptions = {},
-): TaskFactory {
+): TaskFactory<T> {
   return (ctx) => {
     const runOne = async (payload: unknown, helpers: JobHelpers): Promise<void> => {
-      const job = parseJob(name, payload);
+      let job: Job<T>;
+      try {
+        job = parseJob(name, payload);
+      } catch (err) {
+        if (!(err instanceof InvalidPayloadError)) throw err;
+        ctx.log.error({ task: name, worker_job: helpers.job.id, err: err.message }, 'invalid job payload: recorded in dsx.invalid_jobs, not retried');
+        await invalidJobRecord(ctx.pool, { task: name, workerJobId: String(helpers.job.id), error: err.message, payload });
+        return;
+      }
       const log = ctx.log.child({ task: name, job_id: job.job_id, correlation_id: job.correlation_id, worker_job: helpers.job.id });
       const attempt = { attempts: helpers.job.attempts, maxAttempts: helpers.job.max_attempts, jobId: String(helpers.job.id) };
       const result = await run(ctx, job, attempt, log, helpers);
       log.debug({ result }, `${name} done`);
     };
-    return async (payload, helpers) => {
+    // The payload is typed for producers (GraphileWorker.Tasks); here it is unknown until parseJob accepts it.
+    return async (payload: unknown, helpers: JobHelpers) => {
       if (opts.batch && Array.isArray(payload)) {
         return payload.map((p) => {
           const done = runOne(p, helpers);

@@ -22,12 +22,13 @@ import monitorEventIngest from '../../tasks/monitor-event-ingest.ts';
 import scanObject from '../../tasks/scan-object.ts';
 import sendNotification from '../../tasks/send-notification.ts';
 import type { TaskFactory } from './define-task.ts';
+import type { TaskName } from '../jobs/envelope.ts';
 import { startHeartbeat } from './heartbeat.ts';
 import { startQueueSources, type QueueSourcesHandle } from '../monitor/queue-sources.ts';
 import { startWatcher, type WatcherHandle } from '../monitor/watcher.ts';
 
-/** The tasks each role runs. */
-export const ROLE_TASKS: Record<string, Record<string, TaskFactory>> = {
+/** The tasks each role runs, by task name (GraphileWorker.Tasks, src/jobs/envelope.ts). */
+export const ROLE_TASKS: Record<string, { [T in TaskName]?: TaskFactory<T> }> = {
   enumerate: { 'full-scan-scope': fullScanScope, 'enumerate-scope-page': enumerateScopePage },
   scan: { 'scan-object': scanObject },
   finalize: { 'finalize-scan-object': finalizeScanObject },
