@@ -97,3 +97,42 @@ t.test('a payload of a newer schema version is retried until an upgraded worker 
   t.match(job[0], { attempts: 1, last_error: /schema_version 2, newer than this worker's 1: it is retried until an upgraded worker takes it/ }, 'failed, to be retried');
   t.equal((await db.pool.query('select count(*)::int as n from dsx.invalid_jobs')).rows[0].n, 0, 'not recorded as invalid');
 });
+
+t.test('a value the database refuses (a NUL character) in a job is recorded as invalid; the worker goes on', async (t) => {
+  const db = await createTestDatabase(t);
+  const emu = await emulator(t);
+  const scope = await fsScope(db.pool, { dir: t.testdir({ 'a.txt': 'a', 'b.txt': 'b' }) });
+  const stepper = new Stepper(db.pool, { dsxaUrl: emu.url });
+  await db.pool.query(`select dsx.start_full_scan($1, 'test')`, [scope.id]);
+  for (const task of ['full-scan-scope', 'enumerate-scope-page', 'scan-object'] as const) await stepper.drain(task);
+  const [batch] = await queuedJobs(db.pool, 'finalize-scan-object');
+  const envelopes = batch!.payload as { body: { result: { response: Record<string, unknown> } } }[];
+  // A forged envelope: the DSXA client never lets a NUL through (below), graphile-worker cannot store
+  // one back, and the database refuses it in jsonb.
+  envelopes[0]!.body.result.response = { ...envelopes[0]!.body.result.response, note: 'a\u0000b' };
+  await db.pool.query('update graphile_worker._private_jobs set payload = $2::json where id = $1', [batch!.id, JSON.stringify(envelopes)]);
+  await workers(t, db.pool, { dsxaUrl: emu.url, roles: ['finalize'] });
+  await waitFor(async () => (await db.pool.query(`select 1 from dsx.invalid_jobs`)).rowCount === 1, 'the forged envelope to be recorded');
+  await waitFor(async () => (await db.pool.query(`select 1 from dsx.scan_results where state = 'finalized'`)).rowCount === 1, 'the other envelope to be finalized');
+  const { rows } = await db.pool.query('select task, error from dsx.invalid_jobs');
+  t.match(rows, [{ task: 'finalize-scan-object', error: /the database refuses a value of it \(.*(u0000|Unicode)/ }]);
+  t.equal((await queuedJobs(db.pool, 'finalize-scan-object')).length, 0, 'nothing left to retry: the worker did not crash on it');
+});
+
+t.test('a NUL character in a DSXA answer never reaches the database: the verdict is kept, the character replaced', async (t) => {
+  const http = await import('node:http');
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"scan_guid":"ab","verdict":"Benign","verdict_details":{"event_description":"ok\\u0000x","odd\\u0000key":"v"}}'));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const url = `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`;
+  const db = await createTestDatabase(t);
+  const scope = await fsScope(db.pool, { dir: t.testdir({ 'a.txt': 'a' }) });
+  const stepper = new Stepper(db.pool, { dsxaUrl: url });
+  await db.pool.query(`select dsx.start_full_scan($1, 'test')`, [scope.id]);
+  await stepper.runAll();
+  const { rows } = await db.pool.query(`select outcome, raw_result->'verdict_details' as d from dsx.scan_results`);
+  t.same(rows, [{ outcome: 'clean', d: { event_description: 'ok\uFFFDx', 'odd\uFFFDkey': 'v' } }]);
+});

@@ -353,9 +353,20 @@ function interpret(url: string, status: number, text: string): DsxaResponse {
   throw new DsxaError('protocol', `DSXA at ${url} answered HTTP ${status} with ${what}: ${excerpt}`, { httpStatus: status });
 }
 
+/**
+ * Parses an answer, keeping no NUL character (`\u0000`) in any key or string: PostgreSQL cannot store it
+ * in jsonb or text, so a verdict carrying one could never be finalized (and graphile-worker cannot even
+ * record the failure of its job). Each is replaced by U+FFFD.
+ */
 function parseJson(text: string): unknown {
   try {
-    return JSON.parse(text);
+    return JSON.parse(text, (_key, value: unknown) => {
+      if (typeof value === 'string') return value.includes('\0') ? value.replaceAll('\0', '\uFFFD') : value;
+      if (value !== null && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).some((k) => k.includes('\0'))) {
+        return Object.fromEntries(Object.entries(value).map(([k, v]) => [k.replaceAll('\0', '\uFFFD'), v]));
+      }
+      return value;
+    });
   } catch {
     return undefined;
   }

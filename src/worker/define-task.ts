@@ -24,6 +24,12 @@ export interface TaskOptions {
   batch?: boolean;
 }
 
+/** SQLSTATE class 22, data exception: the database refuses a value, whenever it is sent again. */
+function isDataException(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('22');
+}
+
 export function defineTask<T extends TaskName>(
   name: T,
   run: (ctx: PipelineContext, job: Job<T>, attempt: Attempt & { jobId: string }, log: Logger, helpers: JobHelpers) => Promise<unknown>,
@@ -42,7 +48,19 @@ export function defineTask<T extends TaskName>(
       }
       const log = ctx.log.child({ task: name, job_id: job.job_id, correlation_id: job.correlation_id, worker_job: helpers.job.id });
       const attempt = { attempts: helpers.job.attempts, maxAttempts: helpers.job.max_attempts, jobId: String(helpers.job.id) };
-      const result = await run(ctx, job, attempt, log, helpers);
+      let result: unknown;
+      try {
+        result = await run(ctx, job, attempt, log, helpers);
+      } catch (err) {
+        // A value PostgreSQL refuses (a NUL character, an out-of-range number) fails the same way every
+        // time: the payload is invalid after all. Recorded and completed, as above; retried, graphile-worker
+        // could not even record the failure (it stores the payload back, and the database refuses it).
+        if (!isDataException(err)) throw err;
+        const message = `invalid ${name} payload: the database refuses a value of it (${(err as Error).message})`;
+        log.error({ err: message }, 'invalid job payload: recorded in dsx.invalid_jobs, not retried');
+        await invalidJobRecord(ctx.pool, { task: name, workerJobId: String(helpers.job.id), error: message, payload });
+        return;
+      }
       log.debug({ result }, `${name} done`);
     };
     // The payload is typed for producers (GraphileWorker.Tasks); here it is unknown until parseJob accepts it.
