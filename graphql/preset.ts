@@ -13,6 +13,7 @@ import type {} from 'postgraphile/grafserv/node';
 import type { ApiLimits } from '../src/server/api-limits.ts';
 import { AuthError, dbRole, identify, type AuthOptions, type Identity } from '../src/server/auth.ts';
 import { ArgumentNamesPlugin } from './plugins/argument-names.ts';
+import { CreateIntegrationChecksPlugin } from './plugins/create-integration-checks.ts';
 import { maskError } from './plugins/errors.ts';
 import { FullScanMutationsPlugin } from './plugins/full-scan-mutations.ts';
 import { makeRequestLimitsPlugin } from './plugins/request-limits.ts';
@@ -32,7 +33,7 @@ export interface PresetArgs {
 export function makePreset(args: PresetArgs): GraphileConfig.Preset {
   return {
     extends: [PostGraphileAmberPreset],
-    plugins: [ArgumentNamesPlugin, FullScanMutationsPlugin, makeSubscriptionsPlugin(), TimeRangeConditionsPlugin, makeRequestLimitsPlugin(args.limits)],
+    plugins: [ArgumentNamesPlugin, CreateIntegrationChecksPlugin, FullScanMutationsPlugin, makeSubscriptionsPlugin(), TimeRangeConditionsPlugin, makeRequestLimitsPlugin(args.limits)],
     pgServices: [makePgService({ pool: args.pool, schemas: ['dsx'], pgSubscriber: args.subscriber })],
     grafserv: { websockets: true, maskError, maxRequestLength: args.limits.maxBodyBytes },
     grafast: {

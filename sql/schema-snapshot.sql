@@ -39,6 +39,7 @@ table dsx.api_tokens
   index: CREATE UNIQUE INDEX api_tokens_pkey ON dsx.api_tokens USING btree (id)
   index: CREATE UNIQUE INDEX api_tokens_token_sha256_key ON dsx.api_tokens USING btree (token_sha256)
   trigger: CREATE TRIGGER api_tokens_audit AFTER INSERT OR DELETE OR UPDATE ON dsx.api_tokens FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_catalog_audit()
+  trigger: CREATE TRIGGER api_tokens_unique_name BEFORE INSERT OR UPDATE OF name ON dsx.api_tokens FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_catalog_unique_name()
   row level security: enabled
   policy api_tokens_operator_read: PERMISSIVE for SELECT to dsx_operator using (true)
   policy api_tokens_operator_revoke: PERMISSIVE for UPDATE to dsx_operator using (true) with check (true)
@@ -152,6 +153,7 @@ table dsx.integrations
   index: CREATE UNIQUE INDEX integrations_pkey ON dsx.integrations USING btree (id)
   trigger: CREATE TRIGGER integrations_audit AFTER INSERT OR DELETE OR UPDATE ON dsx.integrations FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_catalog_audit()
   trigger: CREATE TRIGGER integrations_keep_history BEFORE DELETE ON dsx.integrations FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_catalog_keep_history()
+  trigger: CREATE TRIGGER integrations_unique_name BEFORE INSERT OR UPDATE OF name ON dsx.integrations FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_catalog_unique_name()
   trigger: CREATE TRIGGER integrations_validate BEFORE INSERT OR UPDATE ON dsx.integrations FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_integrations_validate()
   privileges: dsx_operator: DELETE; dsx_viewer: SELECT
   column privileges name: dsx_operator: UPDATE
@@ -240,6 +242,9 @@ table dsx.notification_channels
   index: CREATE UNIQUE INDEX notification_channels_name_key ON dsx.notification_channels USING btree (name)
   index: CREATE UNIQUE INDEX notification_channels_pkey ON dsx.notification_channels USING btree (id)
   trigger: CREATE TRIGGER notification_channels_audit AFTER INSERT OR DELETE OR UPDATE ON dsx.notification_channels FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_catalog_audit()
+  trigger: CREATE TRIGGER notification_channels_named_by_policies BEFORE DELETE OR UPDATE OF name ON dsx.notification_channels FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_channels_named_by_policies()
+  trigger: CREATE TRIGGER notification_channels_unique_name BEFORE INSERT OR UPDATE OF name ON dsx.notification_channels FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_catalog_unique_name()
+  trigger: CREATE TRIGGER notification_channels_validate BEFORE INSERT OR UPDATE OF url ON dsx.notification_channels FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_notification_channels_validate()
   privileges: dsx_viewer: SELECT
 
 table dsx.objects
@@ -344,6 +349,10 @@ table dsx.scopes
   column policy jsonb not null default '{}'::jsonb
   column created_at timestamp with time zone not null default now()
   column updated_at timestamp with time zone not null default now()
+  column destructive_confirmed_by text
+  --   comment: "@behavior -insert -update\nWho confirmed the scope's destructive policy (delete, or a remediation of clean objects); null when the policy is not destructive."
+  column destructive_confirmed_at timestamp with time zone
+  --   comment: "@behavior -insert -update\nWhen the scope's destructive policy was confirmed; null when the policy is not destructive."
   constraint scopes_integration_id_fkey: FOREIGN KEY (integration_id) REFERENCES dsx.integrations(id) ON DELETE RESTRICT
   constraint scopes_name_key: UNIQUE (name)
   constraint scopes_pkey: PRIMARY KEY (id)
@@ -354,6 +363,8 @@ table dsx.scopes
   trigger: CREATE TRIGGER scopes_audit AFTER INSERT OR DELETE OR UPDATE ON dsx.scopes FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_catalog_audit()
   trigger: CREATE TRIGGER scopes_keep_history BEFORE DELETE ON dsx.scopes FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_catalog_keep_history()
   trigger: CREATE TRIGGER scopes_no_overlap BEFORE INSERT OR UPDATE ON dsx.scopes FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_scopes_no_overlap()
+  trigger: CREATE TRIGGER scopes_policy_checks BEFORE INSERT OR UPDATE ON dsx.scopes FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_scopes_policy_checks()
+  trigger: CREATE TRIGGER scopes_unique_name BEFORE INSERT OR UPDATE OF name ON dsx.scopes FOR EACH ROW EXECUTE FUNCTION dsx_private.tg_catalog_unique_name()
   privileges: dsx_operator: DELETE; dsx_viewer: SELECT
   column privileges name: dsx_operator: UPDATE
   column privileges root: dsx_operator: UPDATE
@@ -651,6 +662,7 @@ AS $function$
 declare
   v dsx.integrations;
 begin
+  perform dsx_private.check_name('integration', p_name);
   perform dsx_private.check_credentials(p_credentials);
   insert into dsx.integrations (name, kind, settings) values (p_name, p_kind, coalesce(p_settings, '{}')) returning * into v;
   if p_credentials is not null then
@@ -671,6 +683,7 @@ AS $function$
 declare
   v dsx.notification_channels;
 begin
+  perform dsx_private.check_name('channel', p_name);
   if p_secret is null or length(p_secret) < 8 then
     perform dsx_private.raise('22023', 'a webhook secret of at least 8 characters is required (it signs every delivery)');
   end if;
@@ -679,10 +692,10 @@ begin
   return v;
 end $function$
 
--- function dsx.create_scope(p_integration_id bigint, p_name text, p_root text, p_include_globs text[], p_exclude_globs text[], p_policy jsonb, p_monitor boolean)
+-- function dsx.create_scope(p_integration_id bigint, p_name text, p_root text, p_include_globs text[], p_exclude_globs text[], p_policy jsonb, p_monitor boolean, p_allow_destructive boolean)
 --   privileges: dsx_operator: EXECUTE
---   comment: "@resultFieldName scope\nCreates a scope; refused when its root overlaps another scope of the same integration."
-CREATE OR REPLACE FUNCTION dsx.create_scope(p_integration_id bigint, p_name text, p_root text, p_include_globs text[] DEFAULT '{}'::text[], p_exclude_globs text[] DEFAULT '{}'::text[], p_policy jsonb DEFAULT '{}'::jsonb, p_monitor boolean DEFAULT false)
+--   comment: "@resultFieldName scope\nCreates a scope; refused when its root overlaps another scope of the same integration. A destructive policy (remediation delete for any outcome, or any remediation of clean objects) needs allowDestructive: true, recorded with who confirmed it."
+CREATE OR REPLACE FUNCTION dsx.create_scope(p_integration_id bigint, p_name text, p_root text, p_include_globs text[] DEFAULT '{}'::text[], p_exclude_globs text[] DEFAULT '{}'::text[], p_policy jsonb DEFAULT '{}'::jsonb, p_monitor boolean DEFAULT false, p_allow_destructive boolean DEFAULT false)
  RETURNS dsx.scopes
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -690,13 +703,17 @@ CREATE OR REPLACE FUNCTION dsx.create_scope(p_integration_id bigint, p_name text
 AS $function$
 declare
   v dsx.scopes;
+  v_confirm boolean := coalesce(p_allow_destructive, false);
 begin
+  perform dsx_private.check_name('scope', p_name);
   if not exists (select 1 from dsx.integrations where id = p_integration_id) then
     perform dsx_private.raise('P0002', format('unknown integration id %s', p_integration_id));
   end if;
-  insert into dsx.scopes (integration_id, name, root, include_globs, exclude_globs, policy, monitor)
+  insert into dsx.scopes (integration_id, name, root, include_globs, exclude_globs, policy, monitor,
+                          destructive_confirmed_by, destructive_confirmed_at)
   values (p_integration_id, p_name, coalesce(p_root, ''), coalesce(p_include_globs, '{}'),
-          coalesce(p_exclude_globs, '{}'), coalesce(p_policy, '{}'), coalesce(p_monitor, false))
+          coalesce(p_exclude_globs, '{}'), coalesce(p_policy, '{}'), coalesce(p_monitor, false),
+          case when v_confirm then dsx_private.actor() end, case when v_confirm then clock_timestamp() end)
   returning * into v;
   return v;
 end $function$
@@ -765,10 +782,10 @@ begin
   return v_scope;
 end $function$
 
--- function dsx.set_scope_policy(p_scope_id bigint, p_policy jsonb)
+-- function dsx.set_scope_policy(p_scope_id bigint, p_policy jsonb, p_allow_destructive boolean)
 --   privileges: dsx_operator: EXECUTE
---   comment: "@resultFieldName scope\nSets a scope's post-scan policy (validated)."
-CREATE OR REPLACE FUNCTION dsx.set_scope_policy(p_scope_id bigint, p_policy jsonb)
+--   comment: "@resultFieldName scope\nSets a scope's post-scan policy (validated). A destructive policy (remediation delete for any outcome, or any remediation of clean objects) needs allowDestructive: true, recorded with who confirmed it."
+CREATE OR REPLACE FUNCTION dsx.set_scope_policy(p_scope_id bigint, p_policy jsonb, p_allow_destructive boolean DEFAULT false)
  RETURNS dsx.scopes
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -776,11 +793,17 @@ CREATE OR REPLACE FUNCTION dsx.set_scope_policy(p_scope_id bigint, p_policy json
 AS $function$
 declare
   v dsx.scopes;
+  v_confirm boolean := coalesce(p_allow_destructive, false);
 begin
   if dsx_private.policy_error(p_policy) is not null then
     perform dsx_private.raise('22023', dsx_private.policy_error(p_policy));
   end if;
-  update dsx.scopes s set policy = p_policy where s.id = p_scope_id returning * into v;
+  update dsx.scopes s
+     set policy = p_policy,
+         destructive_confirmed_by = case when v_confirm then dsx_private.actor() else s.destructive_confirmed_by end,
+         destructive_confirmed_at = case when v_confirm then clock_timestamp() else s.destructive_confirmed_at end
+   where s.id = p_scope_id
+  returning * into v;
   if not found then
     perform dsx_private.raise('P0002', format('unknown scope id %s', p_scope_id));
   end if;
@@ -959,6 +982,25 @@ begin
   if p_credentials is not null and jsonb_typeof(p_credentials) <> 'object' then
     perform dsx_private.raise('22023', format('credentials must be a JSON object (got a JSON %s)', jsonb_typeof(p_credentials)));
   end if;
+end $function$
+
+-- function dsx_private.check_name(p_what text, p_name text)
+--   privileges: default
+CREATE OR REPLACE FUNCTION dsx_private.check_name(p_what text, p_name text)
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  if p_name is null then
+    perform dsx_private.raise('22023', format('%s needs a name: %s (dsx.name)', p_what, dsx_private.name_rule()));
+  end if;
+  perform p_name::dsx.name;
+exception when check_violation then
+  -- 80 characters of the value are enough to recognize it; a megabyte of it in a log line is not.
+  perform dsx_private.raise('22023', format('%s name %s is not allowed: %s (dsx.name)',
+                                            p_what, to_json(left(p_name, 80)), dsx_private.name_rule()));
 end $function$
 
 -- function dsx_private.claim_side_effect(p_id bigint, p_job_id bigint)
@@ -1534,6 +1576,17 @@ AS $function$
    order by m.id
 $function$
 
+-- function dsx_private.name_rule()
+--   privileges: default
+CREATE OR REPLACE FUNCTION dsx_private.name_rule()
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select 'a name is 1-63 characters: letters, digits, ".", "_" and "-", starting with a letter or digit'
+$function$
+
 -- function dsx_private.normalize_root(p_root text)
 --   privileges: default
 CREATE OR REPLACE FUNCTION dsx_private.normalize_root(p_root text)
@@ -1596,6 +1649,20 @@ begin
                     json_build_object('id', p_id, 'status', p_status, 'kind', 'status',
                                       'finished', (select f.finished_at is not null from dsx.full_scans f where f.id = p_id))::text);
 end $function$
+
+-- function dsx_private.policy_destructive(p jsonb)
+--   privileges: default
+CREATE OR REPLACE FUNCTION dsx_private.policy_destructive(p jsonb)
+ RETURNS text[]
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select coalesce(array_agg(e.k || ': ' || (e.v->>'remediation') order by e.k), '{}')
+    from jsonb_each(case when jsonb_typeof(p) = 'object' then p else '{}' end) e(k, v)
+   where jsonb_typeof(e.v) = 'object'
+     and (e.v->>'remediation' = 'delete' or (e.k = 'clean' and coalesce(e.v->>'remediation', 'none') <> 'none'))
+$function$
 
 -- function dsx_private.policy_error(p jsonb)
 --   privileges: default
@@ -1975,6 +2042,13 @@ begin
   if v_changes is not null then
     v_detail := v_detail || jsonb_build_object('changes', v_changes);
   end if;
+  -- A destructive policy confirmed by this change says so, with who confirmed it and what it destroys.
+  if tg_table_name = 'scopes' and v_new ->> 'destructive_confirmed_at' is not null
+     and (tg_op = 'INSERT' or v_changes ? 'destructive_confirmed_at') then
+    v_detail := v_detail || jsonb_build_object('destructive_policy', jsonb_build_object(
+      'confirmed_by', v_new -> 'destructive_confirmed_by', 'confirmed_at', v_new -> 'destructive_confirmed_at',
+      'destructive', to_jsonb(dsx_private.policy_destructive(v_new -> 'policy'))));
+  end if;
   insert into dsx.audit_log (actor, action, scope_id, detail)
   values (dsx_private.actor(), v_action,
           case when tg_table_name = 'scopes' then (v_row ->> 'id')::bigint end, v_detail);
@@ -2020,6 +2094,62 @@ begin
     end if;
   end if;
   return old;
+end $function$
+
+-- function dsx_private.tg_catalog_unique_name()
+--   privileges: default
+CREATE OR REPLACE FUNCTION dsx_private.tg_catalog_unique_name()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_taken boolean;
+  v_what text := case tg_table_name
+    when 'integrations' then 'an integration' when 'scopes' then 'a scope'
+    when 'notification_channels' then 'a channel' when 'api_tokens' then 'an API token' end;
+  v_list text := case tg_table_name
+    when 'integrations' then 'integration' when 'scopes' then 'scope'
+    when 'notification_channels' then 'channel' when 'api_tokens' then 'token' end;
+begin
+  if tg_op = 'UPDATE' and new.name = old.name then
+    return new;
+  end if;
+  execute format('select exists (select 1 from %I.%I t where t.name = $1 and t.id is distinct from $2)', tg_table_schema, tg_table_name)
+    into v_taken using new.name, new.id;
+  if v_taken then
+    perform dsx_private.raise('23505', format('%s named %s already exists (see: dsx-connect %s list)', v_what, to_json(new.name::text), v_list));
+  end if;
+  return new;
+end $function$
+
+-- function dsx_private.tg_channels_named_by_policies()
+--   privileges: default
+CREATE OR REPLACE FUNCTION dsx_private.tg_channels_named_by_policies()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_scopes text[];
+begin
+  if tg_op = 'UPDATE' and new.name = old.name then
+    return new;
+  end if;
+  select coalesce(array_agg(s.name::text order by s.name), '{}') into v_scopes
+    from dsx.scopes s
+   where exists (select 1 from jsonb_each(s.policy) p(k, v)
+                  where jsonb_typeof(p.v->'notify') = 'array' and p.v->'notify' ? old.name::text);
+  if cardinality(v_scopes) > 0 then
+    raise exception using errcode = '2BP01',
+      message = format('channel %s (id %s) is named by the policy of %s %s and cannot be %s', old.name, old.id,
+                       case when cardinality(v_scopes) = 1 then 'scope' else 'scopes' end, array_to_string(v_scopes, ', '),
+                       case tg_op when 'DELETE' then 'deleted' else 'renamed' end),
+      hint = 'take it out of those policies first (dsx-connect scope set-policy SCOPE JSON; GraphQL setScopePolicy)';
+  end if;
+  return case tg_op when 'DELETE' then old else new end;
 end $function$
 
 -- function dsx_private.tg_full_scans_progress_notify()
@@ -2087,6 +2217,23 @@ begin
   return new;
 end $function$
 
+-- function dsx_private.tg_notification_channels_validate()
+--   privileges: default
+CREATE OR REPLACE FUNCTION dsx_private.tg_notification_channels_validate()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  if new.url is null or new.url !~ '^https?://[^/?#[:space:]]+([/?#][^[:space:]]*)?$' then
+    perform dsx_private.raise('22023', format('channel %s: url %s is not an http(s) URL (e.g. https://hooks.example/dsx)',
+                                              new.name, coalesce(to_json(left(new.url, 200))::text, 'null')),
+                              'webhook channels take an http:// or https:// URL with a host name, and no spaces');
+  end if;
+  return new;
+end $function$
+
 -- function dsx_private.tg_scan_results_notify()
 --   privileges: default
 CREATE OR REPLACE FUNCTION dsx_private.tg_scan_results_notify()
@@ -2145,6 +2292,54 @@ begin
                        new.root, clash.name, clash.id, clash.root),
       detail = format('conflicting_scope_id=%s', clash.id),
       hint = 'Within one integration, scope roots may not be identical or contain one another; every object must belong to at most one scope.';
+  end if;
+  return new;
+end $function$
+
+-- function dsx_private.tg_scopes_policy_checks()
+--   privileges: default
+CREATE OR REPLACE FUNCTION dsx_private.tg_scopes_policy_checks()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_destructive text[] := dsx_private.policy_destructive(new.policy);
+  v_named text[];
+  v_missing text[];
+begin
+  if cardinality(v_destructive) = 0 then
+    new.destructive_confirmed_by := null;
+    new.destructive_confirmed_at := null;
+  end if;
+  if tg_op = 'UPDATE' and new.policy is not distinct from old.policy then
+    return new;
+  end if;
+  select coalesce(array_agg(distinct n.name), '{}') into v_named
+    from jsonb_each(new.policy) p(k, v)
+   cross join lateral jsonb_array_elements_text(case when jsonb_typeof(p.v->'notify') = 'array' then p.v->'notify' else '[]' end) n(name);
+  if cardinality(v_named) > 0 then
+    perform 1 from dsx.notification_channels c where c.name = any(v_named) for key share;
+    select coalesce(array_agg(to_json(n.name)::text order by n.name), '{}') into v_missing
+      from unnest(v_named) n(name)
+     where not exists (select 1 from dsx.notification_channels c where c.name = n.name);
+    if cardinality(v_missing) > 0 then
+      perform dsx_private.raise('23503',
+        format('scope %s: the policy names %s %s, which %s not exist (see: dsx-connect channel list)', new.name,
+               case when cardinality(v_missing) = 1 then 'notification channel' else 'notification channels' end,
+               array_to_string(v_missing, ', '), case when cardinality(v_missing) = 1 then 'does' else 'do' end),
+        'add the channel first (dsx-connect channel add --name NAME --url URL --secret-file FILE), or name an existing one');
+    end if;
+  end if;
+  if cardinality(v_destructive) > 0 and (new.destructive_confirmed_by is null or new.destructive_confirmed_at is null
+      or (tg_op = 'UPDATE' and new.destructive_confirmed_at is not distinct from old.destructive_confirmed_at)) then
+    perform dsx_private.raise('22023',
+      format('scope %s: the policy is destructive (%s) and needs an explicit confirmation: --allow-destructive '
+             '(dsx-connect scope add, scope set-policy), allowDestructive: true (GraphQL createScope, setScopePolicy) '
+             'or p_allow_destructive => true (dsx.create_scope, dsx.set_scope_policy)', new.name, array_to_string(v_destructive, ', ')),
+      'delete removes objects for good, and a remediation of clean objects acts on files no scanner flagged; the confirmation is '
+      'recorded on the scope and in the audit log with who gave it (updateScopeByRowId cannot confirm: use setScopePolicy)');
   end if;
   return new;
 end $function$

@@ -35,7 +35,8 @@ t.test('API mutations are audited under the caller, with what changed and no sec
   await db.pool.query(`insert into dsx.api_tokens (name, role, token_sha256) values ('ops-bot', 'operator', $1)`, [hashToken('dsx_opsbot')]);
   const since = await lastId(db.pool);
 
-  const created = await api.query(operation('create-integration'), { name: 'share', kind: 'filesystem', settings: { root: '/srv/share' }, credentials: { password: SECRET } }, 'dsx_opsbot');
+  const share = t.testdir(); // createIntegration checks that a filesystem root exists on the API server's host
+  const created = await api.query(operation('create-integration'), { name: 'share', kind: 'filesystem', settings: { root: share }, credentials: { password: SECRET } }, 'dsx_opsbot');
   t.notOk(created.errors, JSON.stringify(created.errors));
   const id = created.data.createIntegration.integration.rowId;
   const repointed = await api.query(
@@ -69,7 +70,7 @@ t.test('API mutations are audited under the caller, with what changed and no sec
     ],
     'each change, in order, under the API subject that made it',
   );
-  t.match(log[2]!.detail, { changes: { settings: { old: { root: '/srv/share' }, new: { root: '/' } } } }, 'a repointed integration shows old and new root');
+  t.match(log[2]!.detail, { changes: { settings: { old: { root: share }, new: { root: '/' } } } }, 'a repointed integration shows old and new root');
   t.match(log[4]!.detail, { changes: { exclude_globs: { old: [], new: ['**/*.tmp'] } } }, 'a scope update shows what changed');
   t.equal(log[3]!.scope_id, String(scopeId), 'scope entries carry the scope id');
   t.notOk(JSON.stringify(log).includes(SECRET), 'no credential value in the log');

@@ -73,7 +73,9 @@ t.test('bad integrations, names and policies get clear errors', async (t) => {
   for (const [policy, message] of policies) {
     await t.rejects(scopeCreate(db.pool, { ...scopeArgs(a.id, 's', ''), policy }), message);
   }
-  const s = await scopeCreate(db.pool, { ...scopeArgs(a.id, 's', ''), policy: { malicious: { remediation: 'delete', notify: ['ops'] } } });
+  // A policy may name only channels that exist, and a destructive one needs a confirmation.
+  await db.pool.query(`select dsx.create_notification_channel('ops', 'https://hooks.example/ops', 'a-long-secret')`);
+  const s = await scopeCreate(db.pool, { ...scopeArgs(a.id, 's', ''), policy: { malicious: { remediation: 'delete', notify: ['ops'] } }, allowDestructive: true });
   await t.rejects(db.pool.query(`select dsx.set_scope_policy($1, '{"clean": 3}')`, [s.id]), /policy.clean must be an object/);
   const { rows } = await db.pool.query('select policy from dsx.scopes where id = $1', [s.id]);
   t.same(rows[0].policy, { malicious: { remediation: 'delete', notify: ['ops'] } }, 'a refused policy changes nothing');

@@ -7,6 +7,72 @@
 -- the catalog triggers) reach into dsx_private, which the API roles cannot touch directly: they run with
 -- their owner's rights (security definer).
 
+-- Names (dsx.name, sql/migrations/0001): what the rule is, in words, for every message that refuses a name.
+create or replace function dsx_private.name_rule() returns text language sql immutable set search_path = pg_catalog, pg_temp as $$
+  select 'a name is 1-63 characters: letters, digits, ".", "_" and "-", starting with a letter or digit'
+$$;
+
+-- Refuses a name outside dsx.name with the rule, before an insert would fail on the domain with
+-- "value for domain dsx.name violates check constraint" (which names neither the value nor the rule).
+-- The domain itself decides; this only says it in words.
+create or replace function dsx_private.check_name(p_what text, p_name text) returns void language plpgsql stable set search_path = pg_catalog, pg_temp as $$
+begin
+  if p_name is null then
+    perform dsx_private.raise('22023', format('%s needs a name: %s (dsx.name)', p_what, dsx_private.name_rule()));
+  end if;
+  perform p_name::dsx.name;
+exception when check_violation then
+  -- 80 characters of the value are enough to recognize it; a megabyte of it in a log line is not.
+  perform dsx_private.raise('22023', format('%s name %s is not allowed: %s (dsx.name)',
+                                            p_what, to_json(left(p_name, 80)), dsx_private.name_rule()));
+end $$;
+
+-- Names are unique per kind of entry. The unique constraints still decide (a concurrent insert can pass
+-- this check); this says it in words for every path (functions, CLI, psql, GraphQL updates) instead of
+-- "duplicate key value violates unique constraint ...".
+create or replace function dsx_private.tg_catalog_unique_name() returns trigger language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_taken boolean;
+  v_what text := case tg_table_name
+    when 'integrations' then 'an integration' when 'scopes' then 'a scope'
+    when 'notification_channels' then 'a channel' when 'api_tokens' then 'an API token' end;
+  v_list text := case tg_table_name
+    when 'integrations' then 'integration' when 'scopes' then 'scope'
+    when 'notification_channels' then 'channel' when 'api_tokens' then 'token' end;
+begin
+  if tg_op = 'UPDATE' and new.name = old.name then
+    return new;
+  end if;
+  execute format('select exists (select 1 from %I.%I t where t.name = $1 and t.id is distinct from $2)', tg_table_schema, tg_table_name)
+    into v_taken using new.name, new.id;
+  if v_taken then
+    perform dsx_private.raise('23505', format('%s named %s already exists (see: dsx-connect %s list)', v_what, to_json(new.name::text), v_list));
+  end if;
+  return new;
+end $$;
+create or replace trigger integrations_unique_name before insert or update of name on dsx.integrations
+  for each row execute function dsx_private.tg_catalog_unique_name();
+create or replace trigger scopes_unique_name before insert or update of name on dsx.scopes
+  for each row execute function dsx_private.tg_catalog_unique_name();
+create or replace trigger notification_channels_unique_name before insert or update of name on dsx.notification_channels
+  for each row execute function dsx_private.tg_catalog_unique_name();
+create or replace trigger api_tokens_unique_name before insert or update of name on dsx.api_tokens
+  for each row execute function dsx_private.tg_catalog_unique_name();
+
+-- A channel's URL must be http(s) with a host: said in words before the table's check constraint
+-- (notification_channels_url_check) would refuse it with only the constraint's name.
+create or replace function dsx_private.tg_notification_channels_validate() returns trigger language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+begin
+  if new.url is null or new.url !~ '^https?://[^/?#[:space:]]+([/?#][^[:space:]]*)?$' then
+    perform dsx_private.raise('22023', format('channel %s: url %s is not an http(s) URL (e.g. https://hooks.example/dsx)',
+                                              new.name, coalesce(to_json(left(new.url, 200))::text, 'null')),
+                              'webhook channels take an http:// or https:// URL with a host name, and no spaces');
+  end if;
+  return new;
+end $$;
+create or replace trigger notification_channels_validate before insert or update of url on dsx.notification_channels
+  for each row execute function dsx_private.tg_notification_channels_validate();
+
 -- Validates an integration's settings per kind (never secrets: those live in dsx_private).
 create or replace function dsx_private.tg_integrations_validate() returns trigger language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
@@ -88,6 +154,96 @@ end $$;
 create or replace trigger scopes_no_overlap before insert or update on dsx.scopes
   for each row execute function dsx_private.tg_scopes_no_overlap();
 
+-- What makes a policy destructive, one entry per outcome ("clean: move", "malicious: delete"): a delete
+-- for any outcome removes objects for good, and any remediation of clean objects acts on files no
+-- scanner flagged. Verdict tags ("tag": true) are metadata, not a remediation. Empty when nothing is
+-- destructive; meant for policies that dsx_private.policy_error accepts.
+create or replace function dsx_private.policy_destructive(p jsonb) returns text[] language sql immutable set search_path = pg_catalog, pg_temp as $$
+  select coalesce(array_agg(e.k || ': ' || (e.v->>'remediation') order by e.k), '{}')
+    from jsonb_each(case when jsonb_typeof(p) = 'object' then p else '{}' end) e(k, v)
+   where jsonb_typeof(e.v) = 'object'
+     and (e.v->>'remediation' = 'delete' or (e.k = 'clean' and coalesce(e.v->>'remediation', 'none') <> 'none'))
+$$;
+
+-- Two rules on a scope's policy, checked whenever it is set (dsx.create_scope, dsx.set_scope_policy,
+-- GraphQL updateScopeByRowId, psql), after its shape (scopes_no_overlap runs first):
+-- * Every channel it names (notify: ["ops", ...]) exists. The channel rows stay locked (key share) until
+--   commit: a concurrent delete of one waits, then sees this policy (tg_channels_named_by_policies);
+--   a policy set after a delete committed finds the channel gone.
+-- * A destructive policy (dsx_private.policy_destructive) comes with a confirmation made in the same
+--   row change: destructive_confirmed_by/_at, which the functions write when p_allow_destructive is
+--   true (at clock_timestamp(), so two changes in one transaction never share one). The API roles may
+--   not write those columns, so an update through GraphQL cannot confirm; the owner, in psql, can on
+--   purpose. A policy that is not destructive carries no confirmation.
+create or replace function dsx_private.tg_scopes_policy_checks() returns trigger language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_destructive text[] := dsx_private.policy_destructive(new.policy);
+  v_named text[];
+  v_missing text[];
+begin
+  if cardinality(v_destructive) = 0 then
+    new.destructive_confirmed_by := null;
+    new.destructive_confirmed_at := null;
+  end if;
+  if tg_op = 'UPDATE' and new.policy is not distinct from old.policy then
+    return new;
+  end if;
+  select coalesce(array_agg(distinct n.name), '{}') into v_named
+    from jsonb_each(new.policy) p(k, v)
+   cross join lateral jsonb_array_elements_text(case when jsonb_typeof(p.v->'notify') = 'array' then p.v->'notify' else '[]' end) n(name);
+  if cardinality(v_named) > 0 then
+    perform 1 from dsx.notification_channels c where c.name = any(v_named) for key share;
+    select coalesce(array_agg(to_json(n.name)::text order by n.name), '{}') into v_missing
+      from unnest(v_named) n(name)
+     where not exists (select 1 from dsx.notification_channels c where c.name = n.name);
+    if cardinality(v_missing) > 0 then
+      perform dsx_private.raise('23503',
+        format('scope %s: the policy names %s %s, which %s not exist (see: dsx-connect channel list)', new.name,
+               case when cardinality(v_missing) = 1 then 'notification channel' else 'notification channels' end,
+               array_to_string(v_missing, ', '), case when cardinality(v_missing) = 1 then 'does' else 'do' end),
+        'add the channel first (dsx-connect channel add --name NAME --url URL --secret-file FILE), or name an existing one');
+    end if;
+  end if;
+  if cardinality(v_destructive) > 0 and (new.destructive_confirmed_by is null or new.destructive_confirmed_at is null
+      or (tg_op = 'UPDATE' and new.destructive_confirmed_at is not distinct from old.destructive_confirmed_at)) then
+    perform dsx_private.raise('22023',
+      format('scope %s: the policy is destructive (%s) and needs an explicit confirmation: --allow-destructive '
+             '(dsx-connect scope add, scope set-policy), allowDestructive: true (GraphQL createScope, setScopePolicy) '
+             'or p_allow_destructive => true (dsx.create_scope, dsx.set_scope_policy)', new.name, array_to_string(v_destructive, ', ')),
+      'delete removes objects for good, and a remediation of clean objects acts on files no scanner flagged; the confirmation is '
+      'recorded on the scope and in the audit log with who gave it (updateScopeByRowId cannot confirm: use setScopePolicy)');
+  end if;
+  return new;
+end $$;
+create or replace trigger scopes_policy_checks before insert or update on dsx.scopes
+  for each row execute function dsx_private.tg_scopes_policy_checks();
+
+-- A channel that a policy names (notify: ["ops"]) can be neither deleted nor renamed: the policy would
+-- name a channel that does not exist. Deleting a channel no policy names keeps its delivery history
+-- (the ledger rows stay, their channel_id set null; the audit log keeps its id, name and URL).
+create or replace function dsx_private.tg_channels_named_by_policies() returns trigger language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_scopes text[];
+begin
+  if tg_op = 'UPDATE' and new.name = old.name then
+    return new;
+  end if;
+  select coalesce(array_agg(s.name::text order by s.name), '{}') into v_scopes
+    from dsx.scopes s
+   where exists (select 1 from jsonb_each(s.policy) p(k, v)
+                  where jsonb_typeof(p.v->'notify') = 'array' and p.v->'notify' ? old.name::text);
+  if cardinality(v_scopes) > 0 then
+    raise exception using errcode = '2BP01',
+      message = format('channel %s (id %s) is named by the policy of %s %s and cannot be %s', old.name, old.id,
+                       case when cardinality(v_scopes) = 1 then 'scope' else 'scopes' end, array_to_string(v_scopes, ', '),
+                       case tg_op when 'DELETE' then 'deleted' else 'renamed' end),
+      hint = 'take it out of those policies first (dsx-connect scope set-policy SCOPE JSON; GraphQL setScopePolicy)';
+  end if;
+  return case tg_op when 'DELETE' then old else new end;
+end $$;
+create or replace trigger notification_channels_named_by_policies before delete or update of name on dsx.notification_channels
+  for each row execute function dsx_private.tg_channels_named_by_policies();
+
 create or replace function dsx_private.tg_audit_log_append_only() returns trigger language plpgsql set search_path = pg_catalog, pg_temp as $$
 begin
   raise exception using errcode = '42501', message = 'dsx.audit_log is append-only: rows cannot be updated or deleted';
@@ -141,6 +297,13 @@ begin
   v_detail := (select coalesce(jsonb_object_agg(k, v_row -> k), '{}') from jsonb_object_keys(v_row) k where not (k = any(v_hidden)));
   if v_changes is not null then
     v_detail := v_detail || jsonb_build_object('changes', v_changes);
+  end if;
+  -- A destructive policy confirmed by this change says so, with who confirmed it and what it destroys.
+  if tg_table_name = 'scopes' and v_new ->> 'destructive_confirmed_at' is not null
+     and (tg_op = 'INSERT' or v_changes ? 'destructive_confirmed_at') then
+    v_detail := v_detail || jsonb_build_object('destructive_policy', jsonb_build_object(
+      'confirmed_by', v_new -> 'destructive_confirmed_by', 'confirmed_at', v_new -> 'destructive_confirmed_at',
+      'destructive', to_jsonb(dsx_private.policy_destructive(v_new -> 'policy'))));
   end if;
   insert into dsx.audit_log (actor, action, scope_id, detail)
   values (dsx_private.actor(), v_action,
@@ -209,6 +372,7 @@ returns dsx.integrations language plpgsql security definer set search_path = pg_
 declare
   v dsx.integrations;
 begin
+  perform dsx_private.check_name('integration', p_name);
   perform dsx_private.check_credentials(p_credentials);
   insert into dsx.integrations (name, kind, settings) values (p_name, p_kind, coalesce(p_settings, '{}')) returning * into v;
   if p_credentials is not null then
@@ -239,48 +403,65 @@ comment on function dsx.set_integration_credentials(bigint, jsonb) is E'@resultF
 revoke execute on function dsx.set_integration_credentials(bigint, jsonb) from public;
 grant execute on function dsx.set_integration_credentials(bigint, jsonb) to dsx_operator;
 
+-- A destructive policy (dsx_private.policy_destructive) needs p_allow_destructive; the confirmation is
+-- recorded on the scope (destructive_confirmed_by: dsx_private.actor(); _at) and in the audit log.
 create or replace function dsx.create_scope(
   p_integration_id bigint, p_name text, p_root text, p_include_globs text[] default '{}',
-  p_exclude_globs text[] default '{}', p_policy jsonb default '{}', p_monitor boolean default false
+  p_exclude_globs text[] default '{}', p_policy jsonb default '{}', p_monitor boolean default false,
+  p_allow_destructive boolean default false
 ) returns dsx.scopes language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v dsx.scopes;
+  v_confirm boolean := coalesce(p_allow_destructive, false);
 begin
+  perform dsx_private.check_name('scope', p_name);
   if not exists (select 1 from dsx.integrations where id = p_integration_id) then
     perform dsx_private.raise('P0002', format('unknown integration id %s', p_integration_id));
   end if;
-  insert into dsx.scopes (integration_id, name, root, include_globs, exclude_globs, policy, monitor)
+  insert into dsx.scopes (integration_id, name, root, include_globs, exclude_globs, policy, monitor,
+                          destructive_confirmed_by, destructive_confirmed_at)
   values (p_integration_id, p_name, coalesce(p_root, ''), coalesce(p_include_globs, '{}'),
-          coalesce(p_exclude_globs, '{}'), coalesce(p_policy, '{}'), coalesce(p_monitor, false))
+          coalesce(p_exclude_globs, '{}'), coalesce(p_policy, '{}'), coalesce(p_monitor, false),
+          case when v_confirm then dsx_private.actor() end, case when v_confirm then clock_timestamp() end)
   returning * into v;
   return v;
 end $$;
-comment on function dsx.create_scope(bigint, text, text, text[], text[], jsonb, boolean) is E'@resultFieldName scope\nCreates a scope; refused when its root overlaps another scope of the same integration.';
-revoke execute on function dsx.create_scope(bigint, text, text, text[], text[], jsonb, boolean) from public;
-grant execute on function dsx.create_scope(bigint, text, text, text[], text[], jsonb, boolean) to dsx_operator;
+comment on function dsx.create_scope(bigint, text, text, text[], text[], jsonb, boolean, boolean) is E'@resultFieldName scope\nCreates a scope; refused when its root overlaps another scope of the same integration. A destructive policy (remediation delete for any outcome, or any remediation of clean objects) needs allowDestructive: true, recorded with who confirmed it.';
+revoke execute on function dsx.create_scope(bigint, text, text, text[], text[], jsonb, boolean, boolean) from public;
+grant execute on function dsx.create_scope(bigint, text, text, text[], text[], jsonb, boolean, boolean) to dsx_operator;
 
-create or replace function dsx.set_scope_policy(p_scope_id bigint, p_policy jsonb) returns dsx.scopes language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+-- Setting the same policy again changes nothing (no audit entry); with p_allow_destructive a destructive
+-- policy is confirmed (again) by the caller.
+create or replace function dsx.set_scope_policy(p_scope_id bigint, p_policy jsonb, p_allow_destructive boolean default false)
+returns dsx.scopes language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v dsx.scopes;
+  v_confirm boolean := coalesce(p_allow_destructive, false);
 begin
   if dsx_private.policy_error(p_policy) is not null then
     perform dsx_private.raise('22023', dsx_private.policy_error(p_policy));
   end if;
-  update dsx.scopes s set policy = p_policy where s.id = p_scope_id returning * into v;
+  update dsx.scopes s
+     set policy = p_policy,
+         destructive_confirmed_by = case when v_confirm then dsx_private.actor() else s.destructive_confirmed_by end,
+         destructive_confirmed_at = case when v_confirm then clock_timestamp() else s.destructive_confirmed_at end
+   where s.id = p_scope_id
+  returning * into v;
   if not found then
     perform dsx_private.raise('P0002', format('unknown scope id %s', p_scope_id));
   end if;
   return v;
 end $$;
-comment on function dsx.set_scope_policy(bigint, jsonb) is E'@resultFieldName scope\nSets a scope''s post-scan policy (validated).';
-revoke execute on function dsx.set_scope_policy(bigint, jsonb) from public;
-grant execute on function dsx.set_scope_policy(bigint, jsonb) to dsx_operator;
+comment on function dsx.set_scope_policy(bigint, jsonb, boolean) is E'@resultFieldName scope\nSets a scope''s post-scan policy (validated). A destructive policy (remediation delete for any outcome, or any remediation of clean objects) needs allowDestructive: true, recorded with who confirmed it.';
+revoke execute on function dsx.set_scope_policy(bigint, jsonb, boolean) from public;
+grant execute on function dsx.set_scope_policy(bigint, jsonb, boolean) to dsx_operator;
 
 create or replace function dsx.create_notification_channel(p_name text, p_url text, p_secret text)
 returns dsx.notification_channels language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v dsx.notification_channels;
 begin
+  perform dsx_private.check_name('channel', p_name);
   if p_secret is null or length(p_secret) < 8 then
     perform dsx_private.raise('22023', 'a webhook secret of at least 8 characters is required (it signs every delivery)');
   end if;

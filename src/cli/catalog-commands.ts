@@ -1,33 +1,36 @@
 /** `dsx-connect integration|scope|channel ...`: the catalog, backed by the dsx.* SQL functions. */
 import path from 'node:path';
-import fs from 'node:fs';
 import type { Command } from 'commander';
 import {
-  channelCreate,
   integrationCreate,
+  integrationDelete,
   integrationGetByName,
   integrationList,
+  policyDestructive,
   scopeCreate,
+  scopeDelete,
   scopeGetByName,
   scopeList,
+  scopeSetEnabled,
   scopeSetPolicy,
+  withActor,
 } from '../db/sql/catalog.ts';
-import { channelList } from '../db/sql/channels.ts';
 import { eventSecretEnsure, monitorOverview, scopeSetMonitor } from '../db/sql/monitor.ts';
 import { loadConfig } from '../config.ts';
-import { quarantineDirProblem } from '../connectors/filesystem/index.ts';
+import { filesystemSettingsProblem } from '../connectors/filesystem/settings-check.ts';
 import crypto from 'node:crypto';
+import { registerChannelCommands } from './channel-commands.ts';
+import { cliActor } from './cli-actor.ts';
 import { action, jsonArg, output, UsageError, withDatabase } from './common.ts';
 import { checkFaultSettings, intInRange, LIMITS } from './options.ts';
 import { cloudIntegration, type CloudOptions } from './cloud-options.ts';
 import { registerIntegrationTest } from './integration-test.ts';
-import { readSecretOption, safeForms, type SecretSource } from './secrets.ts';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
-/** SQLSTATE unique_violation. */
-const UNIQUE_VIOLATION = '23505';
+const ALLOW_DESTRUCTIVE = 'confirm a destructive policy: "delete" for any outcome, or any remediation of clean objects (recorded with who confirmed it)';
 
+/** The `integration`, `scope`, `channel` and `monitor` commands. */
 export function registerCatalogCommands(program: Command): void {
   const integration = program.command('integration').description('manage integrations (connections to storage)');
   integration
@@ -62,15 +65,10 @@ export function registerCatalogCommands(program: Command): void {
         checkFaultSettings(settings);
         if (o.kind === 'filesystem') {
           if (!o.root) throw new UsageError('a filesystem integration needs --root DIR');
-          const root = path.resolve(o.root);
-          if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) throw new UsageError(`--root ${root} is not an existing directory`);
-          settings.root = root;
+          settings.root = path.resolve(o.root);
           if (o.quarantine) settings.quarantine_dir = path.resolve(o.quarantine);
-          if (settings.quarantine_dir !== undefined) {
-            const q = settings.quarantine_dir;
-            const problem = typeof q === 'string' ? quarantineDirProblem(root, q) : 'quarantine_dir must be a string (an absolute path)';
-            if (problem) throw new UsageError(problem);
-          }
+          const problem = filesystemSettingsProblem(settings);
+          if (problem) throw new UsageError(problem.message, { hint: problem.hint });
         } else if (o.kind === 'synthetic') {
           if (!o.objects) throw new UsageError('a synthetic integration needs --objects N');
           settings.objects = intInRange('--objects', o.objects, LIMITS.syntheticObjects);
@@ -80,8 +78,22 @@ export function registerCatalogCommands(program: Command): void {
           throw new UsageError(`unknown --kind ${JSON.stringify(o.kind)} (expected filesystem, synthetic, s3 or azure_blob)`);
         }
         await withDatabase(async (db) => {
-          const row = await integrationCreate(db.pool, { name: o.name, kind: o.kind, settings, credentials });
+          const row = await withActor(db.pool, cliActor(), (q) => integrationCreate(q, { name: o.name, kind: o.kind, settings, credentials }));
           output(!!o.json, row, () => String(row.id));
+        });
+      }),
+    );
+  integration
+    .command('delete')
+    .description('delete an integration; refused while it has scopes or storage events (its history is kept)')
+    .argument('<name>', 'integration name')
+    .action(
+      action(async (name: string) => {
+        await withDatabase(async (db) => {
+          if (!(await withActor(db.pool, cliActor(), (q) => integrationDelete(q, name)))) {
+            throw new UsageError(`unknown integration ${JSON.stringify(name)} (see: dsx-connect integration list)`);
+          }
+          process.stdout.write(`integration ${name}: deleted\n`);
         });
       }),
     );
@@ -140,9 +152,10 @@ export function registerCatalogCommands(program: Command): void {
     .option('--exclude <glob>', 'skip objects matching; repeatable', collect, [])
     .option('--policy <json>', 'post-scan policy, e.g. {"malicious":{"remediation":"move","notify":true}}')
     .option('--monitor', 'turn monitoring on for this scope')
+    .option('--allow-destructive', ALLOW_DESTRUCTIVE)
     .option('--json', 'print JSON')
     .action(
-      action(async (o: { integration: string; name: string; root: string; include: string[]; exclude: string[]; policy?: string; monitor?: boolean; json?: boolean }) => {
+      action(async (o: { integration: string; name: string; root: string; include: string[]; exclude: string[]; policy?: string; monitor?: boolean; allowDestructive?: boolean; json?: boolean }) => {
         const policy = o.policy ? jsonArg('--policy', o.policy) : {};
         await withDatabase(async (db) => {
           const integ = await integrationGetByName(db.pool, o.integration);
@@ -155,15 +168,18 @@ export function registerCatalogCommands(program: Command): void {
             if (rel.startsWith('..') || path.isAbsolute(rel)) throw new UsageError(`--root ${root} is outside integration ${integ.name} (${base})`);
             root = rel;
           }
-          const row = await scopeCreate(db.pool, {
-            integrationId: integ.id,
-            name: o.name,
-            root,
-            include: o.include,
-            exclude: o.exclude,
-            policy,
-            monitor: !!o.monitor,
-          });
+          const row = await withActor(db.pool, cliActor(), (q) =>
+            scopeCreate(q, {
+              integrationId: integ.id,
+              name: o.name,
+              root,
+              include: o.include,
+              exclude: o.exclude,
+              policy,
+              monitor: !!o.monitor,
+              allowDestructive: !!o.allowDestructive,
+            }),
+          );
           output(!!o.json, row, () => String(row.id));
         });
       }),
@@ -177,25 +193,38 @@ export function registerCatalogCommands(program: Command): void {
         await withDatabase(async (db) => {
           const rows = await scopeList(db.pool);
           output(!!o.json, rows, () =>
-            rows.map((r) => `${r.id}\t${r.name}\t${r.integration_name}:/${r.root}\t${r.enabled ? 'enabled' : 'disabled'}\t${JSON.stringify(r.policy)}`).join('\n'),
+            rows
+              .map((r) => {
+                const confirmed = r.destructive_confirmed_by ? `\tdestructive policy confirmed by ${r.destructive_confirmed_by} at ${r.destructive_confirmed_at?.toISOString()}` : '';
+                return `${r.id}\t${r.name}\t${r.integration_name}:/${r.root}\t${r.enabled ? 'enabled' : 'disabled'}\t${JSON.stringify(r.policy)}${confirmed}`;
+              })
+              .join('\n'),
           );
         });
       }),
     );
   scope
     .command('update')
-    .description('change a scope: turn monitoring on or off')
+    .description('change a scope: monitoring on or off, enabled or disabled (a disabled scope is neither scanned nor monitored, and keeps its history)')
     .argument('<scope>', 'scope name')
     .option('--monitor', 'turn monitoring on')
     .option('--no-monitor', 'turn monitoring off')
+    .option('--enable', 'enable the scope')
+    .option('--disable', 'disable the scope (what to do instead of deleting a scope with history)')
     .action(
-      action(async (name: string, o: { monitor?: boolean }) => {
-        if (o.monitor === undefined) throw new UsageError('nothing to change: give --monitor or --no-monitor');
+      action(async (name: string, o: { monitor?: boolean; enable?: boolean; disable?: boolean }) => {
+        if (o.enable && o.disable) throw new UsageError('give --enable or --disable, not both');
+        const enabled = o.enable ? true : o.disable ? false : undefined;
+        if (o.monitor === undefined && enabled === undefined) throw new UsageError('nothing to change: give --monitor, --no-monitor, --enable or --disable');
         await withDatabase(async (db) => {
           const s = await scopeGetByName(db.pool, name);
           if (!s) throw new UsageError(`unknown scope ${JSON.stringify(name)} (see: dsx-connect scope list)`);
-          await scopeSetMonitor(db.pool, s.id, o.monitor!);
-          process.stdout.write(`scope ${name}: monitoring ${o.monitor ? 'on' : 'off'}\n`);
+          await withActor(db.pool, cliActor(), async (q) => {
+            if (enabled !== undefined) await scopeSetEnabled(q, s.id, enabled);
+            if (o.monitor !== undefined) await scopeSetMonitor(q, s.id, o.monitor);
+          });
+          if (enabled !== undefined) process.stdout.write(`scope ${name}: ${enabled ? 'enabled' : 'disabled'}\n`);
+          if (o.monitor !== undefined) process.stdout.write(`scope ${name}: monitoring ${o.monitor ? 'on' : 'off'}\n`);
         });
       }),
     );
@@ -203,14 +232,35 @@ export function registerCatalogCommands(program: Command): void {
     .command('set-policy')
     .description('set the post-scan policy of a scope')
     .argument('<scope>', 'scope name')
-    .argument('<policy>', 'policy JSON')
+    .argument('<policy>', 'policy JSON, e.g. {"malicious":{"remediation":"move","notify":["ops"]}}')
+    .option('--allow-destructive', ALLOW_DESTRUCTIVE)
     .action(
-      action(async (name: string, policy: string) => {
+      action(async (name: string, policy: string, o: { allowDestructive?: boolean }) => {
         const p = jsonArg('policy', policy);
         await withDatabase(async (db) => {
           const s = await scopeGetByName(db.pool, name);
-          if (!s) throw new UsageError(`unknown scope ${JSON.stringify(name)}`);
-          await scopeSetPolicy(db.pool, s.id, p);
+          if (!s) throw new UsageError(`unknown scope ${JSON.stringify(name)} (see: dsx-connect scope list)`);
+          const row = await withActor(db.pool, cliActor(), (q) => scopeSetPolicy(q, s.id, p, !!o.allowDestructive));
+          const destructive = await policyDestructive(db.pool, row.policy);
+          process.stdout.write(
+            destructive.length && row.destructive_confirmed_by
+              ? `scope ${name}: policy set; destructive (${destructive.join(', ')}), confirmed by ${row.destructive_confirmed_by}\n`
+              : `scope ${name}: policy set\n`,
+          );
+        });
+      }),
+    );
+  scope
+    .command('delete')
+    .description('delete a scope; refused when it has history (full scans, results, storage events): disable it instead')
+    .argument('<scope>', 'scope name')
+    .action(
+      action(async (name: string) => {
+        await withDatabase(async (db) => {
+          if (!(await withActor(db.pool, cliActor(), (q) => scopeDelete(q, name)))) {
+            throw new UsageError(`unknown scope ${JSON.stringify(name)} (see: dsx-connect scope list)`);
+          }
+          process.stdout.write(`scope ${name}: deleted\n`);
         });
       }),
     );
@@ -236,41 +286,5 @@ export function registerCatalogCommands(program: Command): void {
       }),
     );
 
-  const channel = program.command('channel').description('manage notification channels (signed webhooks)');
-  channel
-    .command('add')
-    .description('add a webhook channel; prints its id')
-    .requiredOption('--name <name>', 'channel name')
-    .requiredOption('--url <url>', 'http(s) URL receiving JSON POSTs')
-    .option('--secret <->', 'read the HMAC-SHA256 key for the X-DSX-Signature header (8+ characters) from stdin: "-"')
-    .option('--secret-file <file>', 'read that key from this file (default: DSX_CHANNEL_SECRET)')
-    .action(
-      action(async (o: { name: string; url: string; secret?: string; secretFile?: string }) => {
-        const source: SecretSource = { flag: '--secret', value: o.secret, fileFlag: '--secret-file', file: o.secretFile, envName: 'DSX_CHANNEL_SECRET' };
-        const secret = (await readSecretOption(source)) ?? (process.env.DSX_CHANNEL_SECRET || undefined);
-        if (secret === undefined) throw new UsageError(`a channel needs a signing secret: give ${safeForms(source)}`);
-        const taken = new UsageError(`a channel named ${JSON.stringify(o.name)} already exists (see: dsx-connect channel list)`);
-        await withDatabase(async (db) => {
-          if ((await channelList(db.pool)).some((c) => c.name === o.name)) throw taken;
-          const id = await channelCreate(db.pool, { name: o.name, url: o.url, secret }).catch((err: { code?: string }) => {
-            throw err.code === UNIQUE_VIOLATION ? taken : err; // added meanwhile by someone else
-          });
-          process.stdout.write(`${id}\n`);
-        });
-      }),
-    );
-  channel
-    .command('list')
-    .description('list channels: name, url, enabled (never their secrets)')
-    .option('--json', 'print JSON')
-    .action(
-      action(async (o: { json?: boolean }) => {
-        const rows = await withDatabase((db) => channelList(db.pool));
-        output(!!o.json, rows, () =>
-          rows.length === 0
-            ? `(no channels; add one with: dsx-connect channel add --name N --url URL --secret-file FILE)`
-            : rows.map((c) => `${c.id}\t${c.name}\t${c.url}\t${c.enabled ? 'enabled' : 'disabled'}`).join('\n'),
-        );
-      }),
-    );
+  registerChannelCommands(program);
 }

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { loadConfig } from '../config.ts';
 import { API_ROLES, hashToken, newApiToken, signJwt, type ApiRole } from '../server/auth.ts';
 import { apiTokenCreate, apiTokenList, apiTokenRevoke } from '../db/sql/api-tokens.ts';
+import { nameCheck } from '../db/sql/catalog.ts';
 import { action, output, UsageError, withDatabase } from './common.ts';
 import { intInRange, LIMITS } from './options.ts';
 
@@ -25,6 +26,7 @@ export function registerTokenCommands(program: Command): void {
         const days = o.expiresDays ? intInRange('--expires-days', o.expiresDays, LIMITS.days) : null;
         const secret = newApiToken();
         await withDatabase(async (db) => {
+          await nameCheck(db.pool, 'API token', o.name);
           const taken = (await apiTokenList(db.pool)).some((t) => t.name === o.name);
           if (taken) throw new UsageError(`an API token named ${JSON.stringify(o.name)} already exists (see: dsx-connect token list)`);
           await apiTokenCreate(db.pool, { name: o.name, role: r, sha256: hashToken(secret), expiresDays: days });

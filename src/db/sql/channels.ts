@@ -1,4 +1,4 @@
-/** Runtime SQL for listing notification channels (their secrets stay in dsx_private, never read here). */
+/** Runtime SQL for listing and deleting notification channels (their secrets stay in dsx_private, never read here). */
 import type pg from 'pg';
 
 type Queryable = Pick<pg.Pool, 'query'>;
@@ -19,4 +19,10 @@ export async function channelList(db: Queryable): Promise<ChannelRow[]> {
     'select id::float8 as id, name, kind, url, enabled, created_at from dsx.notification_channels order by id',
   );
   return rows;
+}
+
+/** Deletes a channel by name (its secret goes with it); false when there is none. The database refuses one a policy names. */
+export async function channelDelete(db: Queryable, name: string): Promise<boolean> {
+  const { rowCount } = await db.query('delete from dsx.notification_channels where name = $1::text', [name]);
+  return !!rowCount;
 }
