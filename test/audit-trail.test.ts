@@ -4,10 +4,12 @@
  * subject (or the CLI's OS user), what changed, and never a secret's value. History is kept: a scope
  * with scans or results cannot be deleted, only disabled.
  */
+import os from 'node:os';
 import t from 'tap';
 import { hashToken } from '../src/server/auth.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { apiServer, operation, token } from './helpers/graphql.ts';
+import { runCli } from './helpers/cli-run.ts';
 import { fsScope } from './helpers/pipeline.ts';
 
 const SECRET = 'audit-marker-secret-98765';
@@ -128,4 +130,18 @@ t.test('a scope with history cannot be deleted, only disabled; one without histo
   await db.pool.query('delete from dsx.integrations where id = $1', [other.integration_id]);
   const { rows } = await db.pool.query<{ action: string }>(`select action from dsx.audit_log where action like '%.deleted' order by id`);
   t.same(rows.map((r) => r.action), ['scope.deleted', 'integration.deleted'], 'a scope and an integration without history are deleted, and audited');
+});
+
+t.test('every CLI command is audited under the OS user at the terminal, not the shared database role', async (t) => {
+  const db = await createTestDatabase(t);
+  const since = await lastId(db.pool);
+  // token create and channel add go through different code paths; neither sets an actor itself.
+  const made = await runCli(db.url, ['token', 'create', '--name', 'cli-audit', '--role', 'viewer']);
+  t.equal(made.code, 0, made.stderr);
+  const revoked = await runCli(db.url, ['token', 'revoke', 'cli-audit']);
+  t.equal(revoked.code, 0, revoked.stderr);
+  const actor = `cli ${os.userInfo().username}@${os.hostname()}`;
+  const got = (await entries(db.pool, since)).filter((e) => e.action.startsWith('api_token.'));
+  t.ok(got.length >= 2, JSON.stringify(got));
+  t.same([...new Set(got.map((e) => e.actor))], [actor]);
 });

@@ -137,7 +137,7 @@ t.test('a full scan of awkward names finalizes every file once, scanning the rig
   }
   // Remediation acted on the same bytes: each malicious file moved into quarantine under its own name.
   const effects = async () => (await db.pool.query(`select status, count(*)::int as n from dsx.side_effects group by 1`)).rows;
-  await waitFor(async () => (await effects()).every((e) => e.status !== 'pending'), 'the remediations to run');
+  await waitFor(async () => (await effects()).every((e) => e.status !== 'pending' && e.status !== 'executing'), 'the remediations to run');
   t.same(await effects(), [{ status: 'done', n: malicious }]);
   const { rows: moves } = await db.pool.query(
     `select r.object_identity, e.detail from dsx.side_effects e join dsx.scan_results r on r.id = e.scan_result_id`,

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PROJECT_DIR, type Config } from '../config.ts';
 import { openDatabase, type Database } from '../db/connect.ts';
+import { cliActor } from './cli-actor.ts';
 import { UsageError } from './usage-error.ts';
 
 /** Error codes of a database that is not there or refuses us (network errors, then PostgreSQL SQLSTATEs). */
@@ -94,7 +95,8 @@ export function explainDatabaseError(err: unknown, config: Config): unknown {
 export async function openCliDatabase(config: Config, opts: Parameters<typeof openDatabase>[1] & { announce?: boolean } = {}): Promise<Database> {
   let db: Database;
   try {
-    db = await openDatabase(config, opts);
+    // Every change a command makes is audited under the person at the terminal, not the shared role.
+    db = await openDatabase(config, { actor: cliActor(), ...opts });
   } catch (err) {
     throw explainDatabaseError(err, config);
   }

@@ -38,8 +38,11 @@ export async function createDatabaseIfMissing(adminUrl: string, name: string, op
 }
 
 /** A pool whose idle-client errors (server restarts) are logged by the caller instead of crashing. */
-export function makePool(url: string, max: number): pg.Pool {
-  const pool = new pg.Pool({ connectionString: url, max, application_name: 'dsx-connect' });
+export function makePool(url: string, max: number, actor?: string): pg.Pool {
+  // The actor rides in the startup packet ("-c dsx.actor=..."), so every connection of the pool names it
+  // to dsx_private.actor() with no extra round trip; the server's option parser takes backslash escapes.
+  const options = actor ? `-c dsx.actor=${actor.replace(/[\\\s]/g, (c) => `\\${c}`)}` : undefined;
+  const pool = new pg.Pool({ connectionString: url, max, application_name: 'dsx-connect', ...(options ? { options } : {}) });
   // Idle clients and checked-out clients both report connection loss as events; without listeners a
   // server restart would crash the process instead of failing the queries in flight.
   pool.on('error', () => {});
@@ -50,7 +53,14 @@ export function makePool(url: string, max: number): pg.Pool {
 /** Opens DATABASE_URL or the embedded server (see the module comment), checks the version, migrates. */
 export async function openDatabase(
   config: Config,
-  opts: { migrate?: boolean; poolSize?: number; onLog?: (m: string) => void; onNotice?: (m: string) => void } = {},
+  opts: {
+    migrate?: boolean;
+    poolSize?: number;
+    onLog?: (m: string) => void;
+    onNotice?: (m: string) => void;
+    /** Who the audit trail names for changes made through this pool (dsx_private.actor()). */
+    actor?: string;
+  } = {},
 ): Promise<Database> {
   let url = config.databaseUrl;
   let embedded: EmbeddedServer | undefined;
@@ -58,7 +68,7 @@ export async function openDatabase(
     embedded = await ensureEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, onLog: opts.onLog, onNotice: opts.onNotice });
     url = embedded.url;
   }
-  const pool = makePool(url, opts.poolSize ?? 10);
+  const pool = makePool(url, opts.poolSize ?? 10, opts.actor);
   try {
     const { rows } = await pool.query<{ v: string }>("select current_setting('server_version_num') as v");
     if (Number(rows[0]?.v) < MIN_SERVER_VERSION) {
