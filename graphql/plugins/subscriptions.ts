@@ -22,7 +22,8 @@ const PROGRESS_SQL = `
          objects_per_s::float8 as "objectsPerS", eta_s::float8 as "etaS", outcomes, cancel_mode as "cancelMode",
          error, started_at::text as "startedAt", finished_at::text as "finishedAt",
          enumeration_error as "enumerationError", enumeration_attempt as "enumerationAttempt",
-         enumeration_max_attempts as "enumerationMaxAttempts", enumeration_retry_at::text as "enumerationRetryAt"
+         enumeration_max_attempts as "enumerationMaxAttempts", enumeration_retry_at::text as "enumerationRetryAt",
+         skipped::float8 as skipped, skipped_reasons as "skippedReasons", enumeration_warning as "enumerationWarning"
     from dsx.full_scan_progress where id = $1`;
 
 interface ProgressRow {
@@ -102,9 +103,10 @@ export function makeSubscriptionsPlugin(): GraphileConfig.Plugin {
           discovered: Float!
           finalized: Float!
           enumerationExhausted: Boolean!
+          """finalized / discovered in percent; null until enumeration is exhausted (the total is not known before)."""
           percentFinalized: Float
           objectsPerS: Float
-          """Seconds left at the current rate, while running."""
+          """Seconds left at the current rate, while running and only once enumeration is exhausted."""
           etaS: Float
           """Finalized objects per outcome: clean, malicious, unable_to_scan, unsupported_type, fetch_failed, timeout, policy_blocked, canceled."""
           outcomes: JSON!
@@ -117,6 +119,12 @@ export function makeSubscriptionsPlugin(): GraphileConfig.Plugin {
           enumerationAttempt: Int
           enumerationMaxAttempts: Int
           enumerationRetryAt: String
+          """Entries enumeration met and did not scan (listed in allSkippedEntries)."""
+          skipped: Float!
+          """Skipped entries per reason: symlink, special_file, unreadable_directory, directory_marker, internal."""
+          skippedReasons: JSON!
+          """Set when directories could not be read: how many, the first three by name, "(not scanned)"."""
+          enumerationWarning: String
           fullScan: FullScan
         }
         extend type Subscription {
