@@ -197,7 +197,7 @@ export function registerScanCommands(program: Command): void {
         return printStatus(p, !!o.json);
       }
       await withDatabase(async (db) => {
-        // --wait polls the scan row alone: the progress row also counts the scan's side effects.
+        // --wait polls whether the scan finished, not the whole row (which also counts its side effects).
         for (;;) {
           const finished = await fullScanFinished(db.pool, id);
           if (finished === null) throw new UsageError(`unknown full scan id ${id}`);

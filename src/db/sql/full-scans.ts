@@ -89,9 +89,13 @@ export async function fullScanProgressGet(db: Queryable, id: number): Promise<Fu
   return (rows[0] as FullScanProgress | undefined) ?? null;
 }
 
-/** Whether a scan has finished (completed or failed, or canceled and drained); null for an unknown id. */
+/**
+ * Whether a scan has finished (completed or failed, or canceled and drained); null for an unknown id.
+ * Cheap to poll: PostgreSQL inlines the view and computes only the column asked for, not the side
+ * effect counts.
+ */
 export async function fullScanFinished(db: Queryable, id: number): Promise<boolean | null> {
-  const { rows } = await db.query<{ finished: boolean }>('select finished_at is not null as finished from dsx.full_scans where id = $1', [id]);
+  const { rows } = await db.query<{ finished: boolean }>('select finished_at is not null as finished from dsx.full_scan_progress where id = $1', [id]);
   return rows[0]?.finished ?? null;
 }
 
