@@ -112,6 +112,12 @@ table dsx.full_scans
   column enumeration_max_attempts integer
   column enumeration_retry_at timestamp with time zone
   --   comment: "When the failing listing is tried again."
+  column skipped_symlink_count bigint not null default 0
+  column skipped_special_file_count bigint not null default 0
+  column skipped_unreadable_directory_count bigint not null default 0
+  --   comment: "Directories that could not be listed: their contents were not scanned (the scan reports a warning)."
+  column skipped_directory_marker_count bigint not null default 0
+  column skipped_internal_count bigint not null default 0
   constraint full_scans_cancel_consistent: CHECK (((cancel_mode IS NULL) = (cancel_requested_at IS NULL)))
   constraint full_scans_cancel_mode_check: CHECK ((cancel_mode = ANY (ARRAY['drain'::text, 'interrupt'::text])))
   constraint full_scans_counts_consistent: CHECK (((finalized <= discovered) AND (finalized = (((((((clean_count + malicious_count) + unable_to_scan_count) + unsupported_type_count) + fetch_failed_count) + timeout_count) + policy_blocked_count) + canceled_count))))
@@ -121,7 +127,7 @@ table dsx.full_scans
   index: CREATE UNIQUE INDEX full_scans_one_active_per_scope ON dsx.full_scans USING btree (scope_id) WHERE (status = ANY (ARRAY['queued'::text, 'running'::text]))
   index: CREATE UNIQUE INDEX full_scans_pkey ON dsx.full_scans USING btree (id)
   index: CREATE INDEX full_scans_scope_idx ON dsx.full_scans USING btree (scope_id, id DESC)
-  trigger: CREATE TRIGGER full_scans_progress_notify BEFORE UPDATE ON dsx.full_scans FOR EACH ROW WHEN (((new.finalized IS DISTINCT FROM old.finalized) OR (new.discovered IS DISTINCT FROM old.discovered))) EXECUTE FUNCTION dsx_private.tg_full_scans_progress_notify()
+  trigger: CREATE TRIGGER full_scans_progress_notify BEFORE UPDATE ON dsx.full_scans FOR EACH ROW WHEN (((new.finalized IS DISTINCT FROM old.finalized) OR (new.discovered IS DISTINCT FROM old.discovered) OR (new.pages IS DISTINCT FROM old.pages))) EXECUTE FUNCTION dsx_private.tg_full_scans_progress_notify()
   privileges: dsx_viewer: SELECT
 
 table dsx.integration_event_stats
@@ -404,6 +410,24 @@ table dsx.side_effects
   index: CREATE INDEX side_effects_scan_result_idx ON dsx.side_effects USING btree (scan_result_id)
   privileges: dsx_viewer: SELECT
 
+table dsx.skipped_entries
+--   comment: "@behavior -insert -update -delete\nEntries a full scan's enumeration met and did not scan, with why (one row per entry and scan)."
+  column id bigint not null generated always as identity
+  column full_scan_id bigint not null
+  column page_no integer not null
+  column object_identity text not null
+  column reason text not null
+  --   comment: "@behavior +attribute:filterBy\nsymlink, special_file (FIFO, socket, device), unreadable_directory (its contents are unknown), directory_marker (an object-store key ending in \"/\"), internal (the connector's own quarantine or probe objects)."
+  column detail text
+  column recorded_at timestamp with time zone not null default now()
+  constraint skipped_entries_full_scan_id_fkey: FOREIGN KEY (full_scan_id) REFERENCES dsx.full_scans(id) ON DELETE CASCADE
+  constraint skipped_entries_pkey: PRIMARY KEY (id)
+  constraint skipped_entries_reason_check: CHECK ((reason = ANY (ARRAY['symlink'::text, 'special_file'::text, 'unreadable_directory'::text, 'directory_marker'::text, 'internal'::text])))
+  index: CREATE INDEX skipped_entries_full_scan_idx ON dsx.skipped_entries USING btree (full_scan_id, reason, id)
+  index: CREATE UNIQUE INDEX skipped_entries_once_per_scan ON dsx.skipped_entries USING btree (full_scan_id, dsx_private.identity_hash(object_identity))
+  index: CREATE UNIQUE INDEX skipped_entries_pkey ON dsx.skipped_entries USING btree (id)
+  privileges: dsx_viewer: SELECT
+
 table dsx_private.event_signatures
   column integration_id bigint not null
   column signature bytea not null
@@ -484,7 +508,7 @@ view dsx.full_scan_progress as
     f.pages,
     f.enumeration_exhausted,
         CASE
-            WHEN f.discovered > 0 THEN round(100.0 * f.finalized::numeric / f.discovered::numeric, 1)
+            WHEN f.enumeration_exhausted AND f.discovered > 0 THEN round(100.0 * f.finalized::numeric / f.discovered::numeric, 1)
             ELSE NULL::numeric
         END AS percent_finalized,
     round(EXTRACT(epoch FROM COALESCE(f.finished_at, now()) - f.started_at), 1) AS elapsed_s,
@@ -493,7 +517,7 @@ view dsx.full_scan_progress as
             ELSE NULL::numeric
         END AS objects_per_s,
         CASE
-            WHEN f.status = 'running'::text AND f.finalized > 0 AND f.discovered > f.finalized THEN round((f.discovered - f.finalized)::numeric * EXTRACT(epoch FROM now() - f.started_at) / f.finalized::numeric, 0)
+            WHEN f.status = 'running'::text AND f.enumeration_exhausted AND f.finalized > 0 AND f.discovered > f.finalized THEN round((f.discovered - f.finalized)::numeric * EXTRACT(epoch FROM now() - f.started_at) / f.finalized::numeric, 0)
             ELSE NULL::numeric
         END AS eta_s,
     jsonb_build_object('clean', f.clean_count, 'malicious', f.malicious_count, 'unable_to_scan', f.unable_to_scan_count, 'unsupported_type', f.unsupported_type_count, 'fetch_failed', f.fetch_failed_count, 'timeout', f.timeout_count, 'policy_blocked', f.policy_blocked_count, 'canceled', f.canceled_count) AS outcomes,
@@ -510,7 +534,42 @@ view dsx.full_scan_progress as
     f.enumeration_retry_at,
     sc.state AS scanner_state,
     sc.since AS scanner_since,
-    sc.error AS scanner_error
+    sc.error AS scanner_error,
+    f.skipped_symlink_count + f.skipped_special_file_count + f.skipped_unreadable_directory_count + f.skipped_directory_marker_count + f.skipped_internal_count AS skipped,
+    jsonb_build_object('symlink', f.skipped_symlink_count, 'special_file', f.skipped_special_file_count, 'unreadable_directory', f.skipped_unreadable_directory_count, 'directory_marker', f.skipped_directory_marker_count, 'internal', f.skipped_internal_count) AS skipped_reasons,
+        CASE
+            WHEN f.skipped_unreadable_directory_count > 0 THEN format('%s %s could not be read: %s%s (not scanned)'::text, f.skipped_unreadable_directory_count,
+            CASE
+                WHEN f.skipped_unreadable_directory_count = 1 THEN 'directory'::text
+                ELSE 'directories'::text
+            END, ( SELECT string_agg(to_json(e.object_identity)::text || COALESCE((' ('::text || e.detail) || ')'::text, ''::text), ', '::text ORDER BY e.id) AS string_agg
+               FROM ( SELECT x.id,
+                        x.object_identity,
+                        x.detail
+                       FROM dsx.skipped_entries x
+                      WHERE x.full_scan_id = f.id AND x.reason = 'unreadable_directory'::text
+                      ORDER BY x.id
+                     LIMIT 3) e),
+            CASE
+                WHEN f.skipped_unreadable_directory_count > 3 THEN format(' and %s more'::text, f.skipped_unreadable_directory_count - 3)
+                ELSE ''::text
+            END)
+            ELSE NULL::text
+        END AS enumeration_warning,
+    COALESCE(( SELECT jsonb_object_agg(c.status, c.n) AS jsonb_object_agg
+           FROM ( SELECT e.status,
+                    count(*) AS n
+                   FROM dsx.scan_results r
+                     JOIN dsx.side_effects e ON e.scan_result_id = r.id
+                  WHERE r.full_scan_id = f.id
+                  GROUP BY e.status) c), '{}'::jsonb) AS side_effects,
+    ( SELECT jsonb_build_object('id', e.id, 'kind', e.kind, 'action', e.action, 'object_identity', r.object_identity, 'channel', ch.name, 'detail', e.detail, 'executed_at', e.executed_at) AS jsonb_build_object
+           FROM dsx.scan_results r
+             JOIN dsx.side_effects e ON e.scan_result_id = r.id
+             LEFT JOIN dsx.notification_channels ch ON ch.id = e.channel_id
+          WHERE r.full_scan_id = f.id AND e.status = 'failed'::text
+          ORDER BY e.executed_at, e.id
+         LIMIT 1) AS first_side_effect_failure
    FROM dsx.full_scans f
      LEFT JOIN LATERAL ( SELECT s_1.state,
             s_1.since,
@@ -520,7 +579,7 @@ view dsx.full_scan_progress as
           ORDER BY (s_1.state = 'ok'::text), s_1.since
          LIMIT 1) sc ON true
      JOIN dsx.scopes s ON s.id = f.scope_id;
---   comment: "@primaryKey id\n@foreignKey (id) references dsx.full_scans (id)|@fieldName fullScan|@foreignFieldName progress\n@foreignKey (scope_id) references dsx.scopes (id)|@fieldName scope|@foreignFieldName progress\n@behavior -insert -update -delete\nOne row per full scan with progress (finalized/discovered), rate and ETA."
+--   comment: "@primaryKey id\n@foreignKey (id) references dsx.full_scans (id)|@fieldName fullScan|@foreignFieldName progress\n@foreignKey (scope_id) references dsx.scopes (id)|@fieldName scope|@foreignFieldName progress\n@behavior -insert -update -delete\nOne row per full scan with progress (finalized/discovered; percentage and ETA once enumeration is exhausted), rate, skipped entries and side effects."
 --   privileges: dsx_viewer: SELECT
 
 view dsx.monitor_overview as
@@ -1740,9 +1799,9 @@ begin
                             jsonb_build_object('task', p_task, 'worker_job_id', p_worker_job_id, 'error', left(p_error, 2000)));
 end $function$
 
--- function dsx_private.record_page(p_full_scan_id bigint, p_page_no integer, p_objects jsonb, p_next_cursor text, p_parent_job_id uuid, p_scan_max_attempts integer)
+-- function dsx_private.record_page(p_full_scan_id bigint, p_page_no integer, p_objects jsonb, p_next_cursor text, p_parent_job_id uuid, p_scan_max_attempts integer, p_skipped jsonb)
 --   privileges: default
-CREATE OR REPLACE FUNCTION dsx_private.record_page(p_full_scan_id bigint, p_page_no integer, p_objects jsonb, p_next_cursor text, p_parent_job_id uuid, p_scan_max_attempts integer)
+CREATE OR REPLACE FUNCTION dsx_private.record_page(p_full_scan_id bigint, p_page_no integer, p_objects jsonb, p_next_cursor text, p_parent_job_id uuid, p_scan_max_attempts integer, p_skipped jsonb DEFAULT '[]'::jsonb)
  RETURNS jsonb
  LANGUAGE plpgsql
  SET search_path TO 'pg_catalog', 'pg_temp'
@@ -1753,6 +1812,7 @@ declare
   v_new bigint;
   v_specs graphile_worker.job_spec[];
   v_status text;
+  v_skipped record;
 begin
   perform pg_advisory_xact_lock(hashtextextended('dsx.enumerate:' || p_full_scan_id, 0));
   select * into v_scan from dsx.full_scans f where f.id = p_full_scan_id;
@@ -1802,8 +1862,29 @@ begin
       perform graphile_worker.add_jobs(v_specs);
     end if;
 
+    with k as (
+      select * from jsonb_to_recordset(coalesce(p_skipped, '[]')) as x(identity text, reason text, detail text)
+    ), ins as (
+      insert into dsx.skipped_entries as e (full_scan_id, page_no, object_identity, reason, detail)
+      select p_full_scan_id, p_page_no, k.identity, k.reason, k.detail from k
+      on conflict (full_scan_id, dsx_private.identity_hash(object_identity)) do nothing
+      returning e.reason
+    )
+    select count(*) filter (where ins.reason = 'symlink') as symlink,
+           count(*) filter (where ins.reason = 'special_file') as special_file,
+           count(*) filter (where ins.reason = 'unreadable_directory') as unreadable_directory,
+           count(*) filter (where ins.reason = 'directory_marker') as directory_marker,
+           count(*) filter (where ins.reason = 'internal') as internal
+      into v_skipped
+      from ins;
+
     update dsx.full_scans f
        set discovered = f.discovered + v_new, pages = f.pages + 1, cursor = p_next_cursor,
+           skipped_symlink_count = f.skipped_symlink_count + v_skipped.symlink,
+           skipped_special_file_count = f.skipped_special_file_count + v_skipped.special_file,
+           skipped_unreadable_directory_count = f.skipped_unreadable_directory_count + v_skipped.unreadable_directory,
+           skipped_directory_marker_count = f.skipped_directory_marker_count + v_skipped.directory_marker,
+           skipped_internal_count = f.skipped_internal_count + v_skipped.internal,
            enumeration_exhausted = (p_next_cursor is null), updated_at = now(),
            enumeration_error = null, enumeration_error_at = null, enumeration_attempt = null,
            enumeration_max_attempts = null, enumeration_retry_at = null

@@ -23,7 +23,8 @@ const PROGRESS_SQL = `
          error, started_at::text as "startedAt", finished_at::text as "finishedAt",
          enumeration_error as "enumerationError", enumeration_attempt as "enumerationAttempt",
          enumeration_max_attempts as "enumerationMaxAttempts", enumeration_retry_at::text as "enumerationRetryAt",
-         scanner_state as "scannerState", scanner_since::text as "scannerSince", scanner_error as "scannerError"
+         scanner_state as "scannerState", scanner_since::text as "scannerSince", scanner_error as "scannerError",
+         skipped::float8 as skipped, skipped_reasons as "skippedReasons", enumeration_warning as "enumerationWarning"
     from dsx.full_scan_progress where id = $1`;
 
 interface ProgressRow {
@@ -103,9 +104,10 @@ export function makeSubscriptionsPlugin(): GraphileConfig.Plugin {
           discovered: Float!
           finalized: Float!
           enumerationExhausted: Boolean!
+          """finalized / discovered in percent; null until enumeration is exhausted (the total is not known before)."""
           percentFinalized: Float
           objectsPerS: Float
-          """Seconds left at the current rate, while running."""
+          """Seconds left at the current rate, while running and only once enumeration is exhausted."""
           etaS: Float
           """Finalized objects per outcome: clean, malicious, unable_to_scan, unsupported_type, fetch_failed, timeout, policy_blocked, canceled."""
           outcomes: JSON!
@@ -122,6 +124,12 @@ export function makeSubscriptionsPlugin(): GraphileConfig.Plugin {
           scannerState: String
           scannerSince: String
           scannerError: String
+          """Entries enumeration met and did not scan (listed in allSkippedEntries)."""
+          skipped: Float!
+          """Skipped entries per reason: symlink, special_file, unreadable_directory, directory_marker, internal."""
+          skippedReasons: JSON!
+          """Set when directories could not be read: how many, the first three by name, "(not scanned)"."""
+          enumerationWarning: String
           fullScan: FullScan
         }
         extend type Subscription {

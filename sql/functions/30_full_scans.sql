@@ -166,10 +166,13 @@ end $$;
 -- cursor, and the page is recorded only if the scan is still running then (a cancel or failure that
 -- committed meanwhile rolls the page back). Measured: a page held the row lock ~75 ms per 1,000 objects
 -- when it took it first, and concurrent finalize batches waited behind it.
+-- The page's skipped entries (what the listing met and did not return as objects) are recorded with
+-- it, each once per scan, and counted per reason on the scan: a page recorded once records them once.
 -- p_objects: [{"identity": text, "size": bigint, "etag": text, "mtime": timestamptz, "version_id": text}, ...]
+-- p_skipped: [{"identity": text, "reason": text, "detail": text}, ...]
 create or replace function dsx_private.record_page(
   p_full_scan_id bigint, p_page_no integer, p_objects jsonb, p_next_cursor text, p_parent_job_id uuid,
-  p_scan_max_attempts integer
+  p_scan_max_attempts integer, p_skipped jsonb default '[]'
 ) returns jsonb language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
   v_scan dsx.full_scans;
@@ -177,6 +180,7 @@ declare
   v_new bigint;
   v_specs graphile_worker.job_spec[];
   v_status text;
+  v_skipped record;
 begin
   perform pg_advisory_xact_lock(hashtextextended('dsx.enumerate:' || p_full_scan_id, 0));
   select * into v_scan from dsx.full_scans f where f.id = p_full_scan_id;
@@ -226,8 +230,29 @@ begin
       perform graphile_worker.add_jobs(v_specs);
     end if;
 
+    with k as (
+      select * from jsonb_to_recordset(coalesce(p_skipped, '[]')) as x(identity text, reason text, detail text)
+    ), ins as (
+      insert into dsx.skipped_entries as e (full_scan_id, page_no, object_identity, reason, detail)
+      select p_full_scan_id, p_page_no, k.identity, k.reason, k.detail from k
+      on conflict (full_scan_id, dsx_private.identity_hash(object_identity)) do nothing
+      returning e.reason
+    )
+    select count(*) filter (where ins.reason = 'symlink') as symlink,
+           count(*) filter (where ins.reason = 'special_file') as special_file,
+           count(*) filter (where ins.reason = 'unreadable_directory') as unreadable_directory,
+           count(*) filter (where ins.reason = 'directory_marker') as directory_marker,
+           count(*) filter (where ins.reason = 'internal') as internal
+      into v_skipped
+      from ins;
+
     update dsx.full_scans f
        set discovered = f.discovered + v_new, pages = f.pages + 1, cursor = p_next_cursor,
+           skipped_symlink_count = f.skipped_symlink_count + v_skipped.symlink,
+           skipped_special_file_count = f.skipped_special_file_count + v_skipped.special_file,
+           skipped_unreadable_directory_count = f.skipped_unreadable_directory_count + v_skipped.unreadable_directory,
+           skipped_directory_marker_count = f.skipped_directory_marker_count + v_skipped.directory_marker,
+           skipped_internal_count = f.skipped_internal_count + v_skipped.internal,
            enumeration_exhausted = (p_next_cursor is null), updated_at = now(),
            enumeration_error = null, enumeration_error_at = null, enumeration_attempt = null,
            enumeration_max_attempts = null, enumeration_retry_at = null
@@ -302,7 +327,8 @@ end $$;
 
 -- Progress NOTIFYs for the fullScanProgress subscription: on 'dsx_full_scan:<id>', at most once per
 -- 200 ms per scan (the throttle is the row's progress_notified_at, checked under the row lock every
--- counter update already takes).
+-- counter update already takes). A recorded page notifies even when it discovered nothing new: it may
+-- carry skipped entries only, or exhaust enumeration (which makes the percentage and ETA known).
 create or replace function dsx_private.tg_full_scans_progress_notify() returns trigger language plpgsql set search_path = pg_catalog, pg_temp as $$
 begin
   if old.progress_notified_at is null or clock_timestamp() - old.progress_notified_at >= interval '200 milliseconds' then
@@ -314,5 +340,6 @@ begin
   return new;
 end $$;
 create or replace trigger full_scans_progress_notify before update on dsx.full_scans
-  for each row when (new.finalized is distinct from old.finalized or new.discovered is distinct from old.discovered)
+  for each row when (new.finalized is distinct from old.finalized or new.discovered is distinct from old.discovered
+                     or new.pages is distinct from old.pages)
   execute function dsx_private.tg_full_scans_progress_notify();

@@ -10,6 +10,7 @@ import { log } from '../log.ts';
 import { registerCatalogCommands } from './catalog-commands.ts';
 import { action } from './common.ts';
 import { registerDatabaseCommands } from './database-commands.ts';
+import { registerEffectCommands } from './effect-commands.ts';
 import { explainDatabaseError } from './database.ts';
 import { registerRuntimeCommands } from './runtime-commands.ts';
 import { registerScanCommands } from './scan-commands.ts';
@@ -42,6 +43,7 @@ const program = new Command('dsx-connect')
 
 registerCatalogCommands(program);
 registerScanCommands(program);
+registerEffectCommands(program);
 registerRuntimeCommands(program);
 registerServerCommand(program);
 registerTokenCommands(program);

@@ -85,6 +85,11 @@ export async function apiFullScanProgress(target: ApiTarget, id: number): Promis
     scanner_state: (p.scannerState as string | null) ?? null,
     scanner_since: date(p.scannerSince),
     scanner_error: (p.scannerError as string | null) ?? null,
+    skipped: Number(p.skipped),
+    skipped_reasons: p.skippedReasons as FullScanProgress['skipped_reasons'],
+    enumeration_warning: (p.enumerationWarning as string | null) ?? null,
+    side_effects: p.sideEffects as Record<string, number>,
+    first_side_effect_failure: (p.firstSideEffectFailure as FullScanProgress['first_side_effect_failure']) ?? null,
   };
 }
 
@@ -136,7 +141,8 @@ export async function apiFollowFullScan(
   let last: ProgressEvent | undefined;
   const sub = apiSubscribe<{ fullScanProgress: ProgressEvent | null }>(target, operation('full-scan-progress'), { fullScanId: graphqlInt('full scan id', id) }, (d) => {
     if (!d.fullScanProgress) return;
-    last = { ...d.fullScanProgress, discovered: Number(d.fullScanProgress.discovered), finalized: Number(d.fullScanProgress.finalized) };
+    const e = d.fullScanProgress;
+    last = { ...e, discovered: Number(e.discovered), finalized: Number(e.finalized), skipped: Number(e.skipped) };
     view?.update(last);
   });
   let interrupted: StopSignal | null = null;

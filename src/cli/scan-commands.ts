@@ -3,17 +3,25 @@ import os from 'node:os';
 import type { Command } from 'commander';
 import { scopeGet, scopeGetByName } from '../db/sql/catalog.ts';
 import { resultsList } from '../db/sql/results.ts';
-import { fullScanCancel, fullScanProgressGet, fullScanStart, fullScanVerify, type FullScanProgress } from '../db/sql/full-scans.ts';
+import { fullScanCancel, fullScanFinished, fullScanProgressGet, fullScanSkippedList, fullScanStart, fullScanVerify, SKIP_REASONS, type FullScanProgress, type SkipReason } from '../db/sql/full-scans.ts';
+import { SIDE_EFFECT_STATUSES } from '../db/sql/side-effect-listing.ts';
 import { loadConfig } from '../config.ts';
 import { action, output, positiveInt, UsageError, withDatabase } from './common.ts';
 import { intInRange, LIMITS, outcomeOption } from './options.ts';
 import { signalExitCode, type StopSignal } from './signals.ts';
 import { apiFollowFullScan, apiFullScanProgress, apiScanCancel, apiScanStart, apiTarget, withApiOptions, type ApiOptions } from './scan-api.ts';
-import { outcomeCounts, progressView } from './scan-progress.ts';
+import { formatEta, outcomeCounts, progressView } from './scan-progress.ts';
 import type { ApiTarget } from './api-client.ts';
 import { OUTCOMES } from '../pipeline/outcomes.ts';
 
 const FINISHED = new Set(['completed', 'canceled', 'failed']);
+
+function skipReasonOption(value: string): SkipReason {
+  if (!(SKIP_REASONS as readonly string[]).includes(value)) {
+    throw new UsageError(`--reason must be one of ${SKIP_REASONS.join(', ')} (got ${JSON.stringify(value)})`);
+  }
+  return value as SkipReason;
+}
 
 /**
  * Exit codes of `scan status` and `--follow` once a scan has finished: 0 completed, 3 failed,
@@ -45,13 +53,52 @@ export function requester(): string {
   return `${os.userInfo().username}@${os.hostname()}`;
 }
 
+/** The second line of `scan status`: counts, and a percentage and ETA only once the total is known. */
+function progressText(p: FullScanProgress): string {
+  const counts = `finalized ${p.finalized}/${p.discovered}`;
+  const rate = p.objects_per_s ? `, ${p.objects_per_s} objects/s` : '';
+  if (p.status === 'running' && !p.enumeration_exhausted) return `${counts}, enumerating: ${p.discovered} discovered so far${rate}`;
+  if (p.status === 'queued' || p.enumeration_exhausted) {
+    const percent = p.status === 'running' && p.percent_finalized !== null ? ` (${Number(p.percent_finalized).toFixed(1)}%)` : '';
+    return `${counts}${percent}${rate}${p.status === 'running' && p.eta_s !== null ? `, ETA ${formatEta(p.eta_s)}` : ''}`;
+  }
+  // Canceled or failed before the scope was fully listed: what was discovered is not the scope.
+  return `${counts}${rate} (enumeration stopped before the whole scope was listed)`;
+}
+
+/** Counts above zero in a fixed order, as `done=3 failed=1`. */
+function counts(values: Record<string, number>, order: readonly string[]): string {
+  return order.filter((k) => Number(values[k] ?? 0) > 0).map((k) => `${k}=${values[k]}`).join(' ');
+}
+
+function skippedLines(p: FullScanProgress): string[] {
+  if (!p.skipped) return [];
+  return [
+    `  skipped ${p.skipped} (not scanned): ${counts(p.skipped_reasons, SKIP_REASONS)} (list them: dsx-connect scan skipped ${p.id})`,
+    ...(p.enumeration_warning ? [`  warning: ${p.enumeration_warning}`] : []),
+  ];
+}
+
+/** Shown when a side effect failed or is still to run; every count is in --json either way. */
+function sideEffectLines(p: FullScanProgress): string[] {
+  const e = p.side_effects;
+  if (!(e.failed || e.pending || e.executing)) return [];
+  const f = p.first_side_effect_failure;
+  return [
+    `  side effects: ${counts(e, SIDE_EFFECT_STATUSES)} (list them: dsx-connect effects --scan ${p.id})`,
+    ...(f
+      ? [`  first failure: ${f.kind} ${f.action}${f.channel ? ` to channel ${f.channel}` : ''} for ${JSON.stringify(f.object_identity)}: ${f.detail ?? '(no detail)'}`]
+      : []),
+  ];
+}
+
 function describe(p: FullScanProgress): string {
   const outcomes = outcomeCounts(p.outcomes);
   return [
     `full scan ${p.id} of scope ${p.scope_name}: ${p.status}${p.cancel_mode ? ` (${p.cancel_mode})` : ''}`,
-    `  finalized ${p.finalized}/${p.discovered}${p.enumeration_exhausted ? '' : '+ (enumerating)'}` +
-      `${p.objects_per_s ? `, ${p.objects_per_s} objects/s` : ''}${p.eta_s ? `, ETA ${p.eta_s}s` : ''}`,
+    `  ${progressText(p)}`,
     `  outcomes: ${outcomes || '(none yet)'}`,
+    ...skippedLines(p),
     ...(p.error ? [`  error: ${p.error}`] : []),
     ...(p.scanner_state && p.scanner_state !== 'ok' && !p.finished_at
       ? [`  scanner ${p.scanner_state} since ${new Date(p.scanner_since!).toISOString()}: scans wait until it answers (${p.scanner_error ?? 'no answer'})`]
@@ -62,6 +109,7 @@ function describe(p: FullScanProgress): string {
           `  next try at ${new Date(p.enumeration_retry_at!).toISOString()}`,
         ]
       : []),
+    ...sideEffectLines(p),
   ].join('\n');
 }
 
@@ -77,9 +125,16 @@ export function statusJson(p: FullScanProgress) {
     finalized: p.finalized,
     pages: p.pages,
     enumeration_exhausted: p.enumeration_exhausted,
+    // Null until enumeration is exhausted: the total is not known before.
+    percent_finalized: p.percent_finalized,
     outcomes: p.outcomes,
     objects_per_s: p.objects_per_s,
     eta_s: p.eta_s,
+    skipped: p.skipped,
+    skipped_reasons: p.skipped_reasons,
+    enumeration_warning: p.enumeration_warning,
+    side_effects: p.side_effects,
+    first_side_effect_failure: p.first_side_effect_failure,
     cancel_mode: p.cancel_mode,
     error: p.error,
     enumeration_error: p.enumeration_error,
@@ -148,12 +203,16 @@ export function registerScanCommands(program: Command): void {
         return printStatus(p, !!o.json);
       }
       await withDatabase(async (db) => {
+        // --wait polls whether the scan finished, not the whole row (which also counts its side effects).
         for (;;) {
-          const p = await fullScanProgressGet(db.pool, id);
-          if (!p) throw new UsageError(`unknown full scan id ${id}`);
-          if (!o.wait || (FINISHED.has(p.status) && p.finished_at)) return printStatus(p, !!o.json);
+          const finished = await fullScanFinished(db.pool, id);
+          if (finished === null) throw new UsageError(`unknown full scan id ${id}`);
+          if (!o.wait || finished) break;
           await new Promise((r) => setTimeout(r, 250));
         }
+        const p = await fullScanProgressGet(db.pool, id);
+        if (!p) throw new UsageError(`unknown full scan id ${id}`);
+        printStatus(p, !!o.json);
       });
     }),
   );
@@ -184,6 +243,27 @@ export function registerScanCommands(program: Command): void {
       process.stdout.write(`${after}\n`);
     }),
   );
+  scan
+    .command('skipped')
+    .description('entries a full scan met and did not scan (symlinks, special files, unreadable directories, ...), in the order met')
+    .argument('<id>', 'full scan id')
+    .option('--reason <reason>', `only this reason: ${SKIP_REASONS.join(', ')}`)
+    .option('--limit <n>', `at most this many (${LIMITS.resultsLimit.min}-${LIMITS.resultsLimit.max})`, '1000')
+    .option('--json', 'print JSON')
+    .action(
+      action(async (idArg: string, o: { reason?: string; limit: string; json?: boolean }) => {
+        const id = positiveInt('full scan id', idArg);
+        const reason = o.reason === undefined ? undefined : skipReasonOption(o.reason);
+        const limit = intInRange('--limit', o.limit, LIMITS.resultsLimit);
+        await withDatabase(async (db) => {
+          if ((await fullScanFinished(db.pool, id)) === null) throw new UsageError(`unknown full scan id ${id}`);
+          const rows = await fullScanSkippedList(db.pool, { id, reason, limit });
+          output(!!o.json, rows, () =>
+            rows.length ? rows.map((r) => `${r.reason}\t${JSON.stringify(r.identity)}${r.detail ? `\t${r.detail}` : ''}`).join('\n') : '(no skipped entries)',
+          );
+        });
+      }),
+    );
   scan
     .command('verify')
     .description('check a full scan\'s invariants (counters, one result per object, side effects, queue); exits 1 if any fails')

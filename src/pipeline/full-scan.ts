@@ -3,11 +3,11 @@
  * one page from the connector and records it (objects, their scan jobs, counters, cursor and the next
  * page job) in one transaction.
  */
-import { ConnectorError } from '../connectors/types.ts';
+import { ConnectorError, type SkippedEntry } from '../connectors/types.ts';
 import { fullScanBegin, fullScanEnumerationTarget, fullScanFail, fullScanNoteEnumerationError, fullScanRecordPage } from '../db/sql/full-scans.ts';
 import type { Job } from '../jobs/envelope.ts';
 import type { PipelineContext } from './context.ts';
-import { scopeFilter } from './filters.ts';
+import { scopeFilter, type ObjectFilter } from './filters.ts';
 
 /** Objects in the first enumeration page of a scan. */
 export const FIRST_PAGE_SIZE = 50;
@@ -30,6 +30,17 @@ export async function beginFullScan(ctx: PipelineContext, job: Job<'full-scan-sc
  */
 export function retryDelayMs(attempts: number): number {
   return Math.round(Math.exp(Math.min(attempts, 10)) * 1000);
+}
+
+/**
+ * Which skipped entries a scan records: those its include/exclude globs would have scanned had they
+ * been objects (an excluded symlink was never going to be scanned), and every unreadable directory and
+ * connector-internal entry whatever the globs say: the contents of an unreadable directory are
+ * unknown, so no glob can tell that nothing in it was wanted, and an internal entry (the S3
+ * connector's one entry for a whole quarantine area, say) is not named by the scope's globs.
+ */
+export function reportable(keep: ObjectFilter): (s: SkippedEntry) => boolean {
+  return (s) => s.reason === 'unreadable_directory' || s.reason === 'internal' || keep(s.identity);
 }
 
 /** Lists and records one page. Returns what happened ('recorded', 'duplicate', 'canceled', 'failed', ...). */
@@ -65,6 +76,7 @@ export async function enumeratePage(ctx: PipelineContext, job: Job<'enumerate-sc
   const objects = page.objects
     .filter((o) => keep(o.identity))
     .map((o) => ({ identity: o.identity, size: o.size, etag: o.etag ?? null, mtime: o.mtime ?? null, version_id: o.versionId ?? null }));
+  const skipped = (page.skipped ?? []).filter(reportable(keep));
   const r = await fullScanRecordPage(ctx.pool, {
     id,
     pageNo,
@@ -72,6 +84,7 @@ export async function enumeratePage(ctx: PipelineContext, job: Job<'enumerate-sc
     nextCursor: page.nextCursor,
     parentJobId: job.job_id,
     scanMaxAttempts: ctx.config.scanMaxAttempts,
+    skipped,
   });
   // The page just queued its scan jobs: the job fetch needs planner statistics that cover them.
   if (r.status === 'recorded') await ctx.queueStats.refresh();

@@ -91,8 +91,19 @@ export async function executeSideEffect(
   try {
     result = await perform(ctx, claimed.effect);
   } catch (err) {
-    if (retryable(err) && attempt.attempts < attempt.maxAttempts) throw err;
     const message = err instanceof Error ? err.message : String(err);
+    const e = claimed.effect;
+    // Operators find failed notifications and remediations in the worker's log, not only in the ledger.
+    const fields = {
+      job_id: job.job_id, correlation_id: job.correlation_id, side_effect_id: id, kind: e.kind, action: e.action,
+      object_identity: e.object_identity, full_scan_id: e.full_scan_id, scope_id: e.scope_id,
+      attempt: attempt.attempts, max_attempts: attempt.maxAttempts, err: message,
+    };
+    if (retryable(err) && attempt.attempts < attempt.maxAttempts) {
+      ctx.log.warn(fields, `${e.kind} ${e.action} failed; retrying`);
+      throw err;
+    }
+    ctx.log.warn(fields, `${e.kind} ${e.action} failed: recorded as failed (list them: dsx-connect effects --status failed)`);
     await sideEffectFinish(ctx.pool, id, attempt.jobId, 'failed', message);
     return 'failed';
   }

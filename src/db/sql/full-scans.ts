@@ -1,5 +1,6 @@
 /** Runtime SQL for full scans: start, cancel, read, and the enumeration-side transitions. */
 import type pg from 'pg';
+import type { SkippedEntry } from '../../connectors/types.ts';
 
 type Queryable = Pick<pg.Pool, 'query'>;
 
@@ -55,6 +56,26 @@ export interface FullScanProgress {
   scanner_state: string | null;
   scanner_since: string | null;
   scanner_error: string | null;
+  /** Entries enumeration met and did not scan, in all and per reason (dsx.skipped_entries lists them). */
+  skipped: number;
+  skipped_reasons: Record<SkipReason, number>;
+  /** Set when directories could not be read: how many, the first three, "(not scanned)". */
+  enumeration_warning: string | null;
+  /** The scan's side effects (remediations, notifications) per ledger status. */
+  side_effects: Record<string, number>;
+  /** The first side effect that failed, with why; null when none did. */
+  first_side_effect_failure: SideEffectFailure | null;
+}
+
+/** A failed side effect as `scan status` names it. */
+export interface SideEffectFailure {
+  id: number;
+  kind: string;
+  action: string;
+  object_identity: string;
+  channel: string | null;
+  detail: string | null;
+  executed_at: string | null;
 }
 
 /** One scan's progress row from dsx.full_scan_progress, or null. */
@@ -64,11 +85,51 @@ export async function fullScanProgressGet(db: Queryable, id: number): Promise<Fu
             finalized::float8 as finalized, pages, enumeration_exhausted, percent_finalized::float8 as percent_finalized,
             elapsed_s::float8 as elapsed_s, objects_per_s::float8 as objects_per_s, eta_s::float8 as eta_s, outcomes,
             cancel_mode, error, requested_by, created_at, started_at, finished_at, enumeration_error,
-            enumeration_attempt, enumeration_max_attempts, enumeration_retry_at, scanner_state, scanner_since, scanner_error
+            enumeration_attempt, enumeration_max_attempts, enumeration_retry_at, scanner_state, scanner_since, scanner_error,
+            enumeration_attempt, enumeration_max_attempts, enumeration_retry_at, skipped::float8 as skipped,
+            skipped_reasons, enumeration_warning, side_effects, first_side_effect_failure
        from dsx.full_scan_progress where id = $1`,
     [id],
   );
   return (rows[0] as FullScanProgress | undefined) ?? null;
+}
+
+/**
+ * Whether a scan has finished (completed or failed, or canceled and drained); null for an unknown id.
+ * Cheap to poll: PostgreSQL inlines the view and computes only the column asked for, not the side
+ * effect counts.
+ */
+export async function fullScanFinished(db: Queryable, id: number): Promise<boolean | null> {
+  const { rows } = await db.query<{ finished: boolean }>('select finished_at is not null as finished from dsx.full_scan_progress where id = $1', [id]);
+  return rows[0]?.finished ?? null;
+}
+
+/** Why enumeration skips an entry (the check constraint of dsx.skipped_entries), in the order shown. */
+export const SKIP_REASONS = ['symlink', 'special_file', 'unreadable_directory', 'directory_marker', 'internal'] as const satisfies readonly SkippedEntry['reason'][];
+export type SkipReason = (typeof SKIP_REASONS)[number];
+
+/** One row of dsx.skipped_entries, as `scan skipped` lists it. */
+export interface SkippedEntryRow {
+  identity: string;
+  reason: SkipReason;
+  detail: string | null;
+  page_no: number;
+  recorded_at: string;
+}
+
+/** A scan's skipped entries in the order enumeration met them, optionally of one reason. */
+export async function fullScanSkippedList(
+  db: Queryable,
+  args: { id: number; reason?: SkipReason; limit: number },
+): Promise<SkippedEntryRow[]> {
+  const { rows } = await db.query<SkippedEntryRow>(
+    `select object_identity as identity, reason, detail, page_no, recorded_at
+       from dsx.skipped_entries
+      where full_scan_id = $1 and ($2::text is null or reason = $2)
+      order by id limit $3`,
+    [args.id, args.reason ?? null, args.limit],
+  );
+  return rows;
 }
 
 /** What the enumeration worker needs to know about a scan and its scope. */
@@ -117,14 +178,26 @@ export interface PageObject {
   version_id?: string | null;
 }
 
-/** Records a page with its scan jobs, counters, cursor and next page job (dsx_private.record_page). */
+/**
+ * Records a page with its scan jobs, counters, cursor and next page job, and the entries it met and did
+ * not return as objects (dsx_private.record_page): all in one transaction, so a page delivered twice
+ * records its skipped entries once.
+ */
 export async function fullScanRecordPage(
   db: Queryable,
-  args: { id: number; pageNo: number; objects: PageObject[]; nextCursor: string | null; parentJobId: string; scanMaxAttempts: number },
+  args: {
+    id: number;
+    pageNo: number;
+    objects: PageObject[];
+    nextCursor: string | null;
+    parentJobId: string;
+    scanMaxAttempts: number;
+    skipped?: SkippedEntry[];
+  },
 ): Promise<{ status: string; new?: number }> {
   const { rows } = await db.query<{ r: { status: string; new?: number } }>(
-    'select dsx_private.record_page($1, $2, $3::jsonb, $4, $5, $6) as r',
-    [args.id, args.pageNo, JSON.stringify(args.objects), args.nextCursor, args.parentJobId, args.scanMaxAttempts],
+    'select dsx_private.record_page($1, $2, $3::jsonb, $4, $5, $6, $7::jsonb) as r',
+    [args.id, args.pageNo, JSON.stringify(args.objects), args.nextCursor, args.parentJobId, args.scanMaxAttempts, JSON.stringify(args.skipped ?? [])],
   );
   return rows[0]!.r;
 }
