@@ -118,10 +118,18 @@ table dsx.full_scans
   --   comment: "Directories that could not be listed: their contents were not scanned (the scan reports a warning)."
   column skipped_directory_marker_count bigint not null default 0
   column skipped_internal_count bigint not null default 0
+  column scan_window integer
+  --   comment: "Objects enumerated but not yet finalized that this scan may have at most (DSX_SCAN_WINDOW of the enumerating worker; null: unbounded, scans started before version 0024)."
+  column page_size integer
+  --   comment: "Objects per enumeration page (DSX_PAGE_SIZE of the enumerating worker): the room a page needs in the window."
+  column enumeration_paused_at timestamp with time zone
+  --   comment: "Set while enumeration waits for room in the window (the next page is queued when finalization makes room)."
   constraint full_scans_cancel_consistent: CHECK (((cancel_mode IS NULL) = (cancel_requested_at IS NULL)))
   constraint full_scans_cancel_mode_check: CHECK ((cancel_mode = ANY (ARRAY['drain'::text, 'interrupt'::text])))
   constraint full_scans_counts_consistent: CHECK (((finalized <= discovered) AND (finalized = (((((((clean_count + malicious_count) + unable_to_scan_count) + unsupported_type_count) + fetch_failed_count) + timeout_count) + policy_blocked_count) + canceled_count))))
+  constraint full_scans_page_size_check: CHECK (((page_size IS NULL) OR (page_size > 0)))
   constraint full_scans_pkey: PRIMARY KEY (id)
+  constraint full_scans_scan_window_check: CHECK (((scan_window IS NULL) OR (scan_window > 0)))
   constraint full_scans_scope_id_fkey: FOREIGN KEY (scope_id) REFERENCES dsx.scopes(id) ON DELETE CASCADE
   constraint full_scans_status_check: CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'completed'::text, 'canceled'::text, 'failed'::text])))
   index: CREATE UNIQUE INDEX full_scans_one_active_per_scope ON dsx.full_scans USING btree (scope_id) WHERE (status = ANY (ARRAY['queued'::text, 'running'::text]))
@@ -569,7 +577,10 @@ view dsx.full_scan_progress as
              LEFT JOIN dsx.notification_channels ch ON ch.id = e.channel_id
           WHERE r.full_scan_id = f.id AND e.status = 'failed'::text
           ORDER BY e.executed_at, e.id
-         LIMIT 1) AS first_side_effect_failure
+         LIMIT 1) AS first_side_effect_failure,
+    f.discovered - f.finalized AS in_flight,
+    f.scan_window,
+    f.status = 'running'::text AND f.enumeration_paused_at IS NOT NULL AS enumeration_paused
    FROM dsx.full_scans f
      LEFT JOIN LATERAL ( SELECT s_1.state,
             s_1.since,
@@ -991,16 +1002,9 @@ begin
     return v_scan.status;
   end if;
   select * into v_scope from dsx.scopes s where s.id = v_scan.scope_id;
-  update dsx.full_scans f set status = 'running', started_at = now(), updated_at = now() where f.id = p_full_scan_id;
-  perform graphile_worker.add_job(
-    'enumerate-scope-page',
-    dsx_private.job_envelope('enumerate-scope-page', gen_random_uuid(), v_scan.correlation_id, v_scan.root_job_id,
-                             v_scan.root_job_id, 'enum:' || v_scan.id || ':0', 'full_scan', v_scan.id::text,
-                             v_scope.integration_id, v_scope.id, null, v_scan.requested_by,
-                             jsonb_build_object('full_scan_id', v_scan.id, 'page_no', 0, 'cursor', null)),
-    job_key := 'enum:' || v_scan.id || ':0',
-    max_attempts := 10,
-    priority := dsx_private.job_priority('enumerate-scope-page'));
+  update dsx.full_scans f set status = 'running', started_at = now(), updated_at = now() where f.id = p_full_scan_id
+  returning * into v_scan;
+  perform dsx_private.enqueue_enumeration_page(v_scan, v_scan.root_job_id);
   perform dsx_private.audit('dsx-connect', 'full_scan.started', v_scope.id, v_scan.id, v_scan.correlation_id, '{}');
   perform dsx_private.notify_full_scan(v_scan.id, 'running');
   return 'started';
@@ -1224,6 +1228,28 @@ AS $function$
                                  priority := dsx_private.job_priority('scan-object', p_payload->>'source_type'));
 $function$
 
+-- function dsx_private.enqueue_enumeration_page(p_scan dsx.full_scans, p_parent_job_id uuid)
+--   privileges: default
+CREATE OR REPLACE FUNCTION dsx_private.enqueue_enumeration_page(p_scan dsx.full_scans, p_parent_job_id uuid)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_integration_id bigint;
+begin
+  select s.integration_id into v_integration_id from dsx.scopes s where s.id = p_scan.scope_id;
+  perform graphile_worker.add_job(
+    'enumerate-scope-page',
+    dsx_private.job_envelope('enumerate-scope-page', gen_random_uuid(), p_scan.correlation_id, p_scan.root_job_id,
+                             coalesce(p_parent_job_id, p_scan.root_job_id), 'enum:' || p_scan.id || ':' || p_scan.pages,
+                             'full_scan', p_scan.id::text, v_integration_id, p_scan.scope_id, null, p_scan.requested_by,
+                             jsonb_build_object('full_scan_id', p_scan.id, 'page_no', p_scan.pages, 'cursor', p_scan.cursor)),
+    job_key := 'enum:' || p_scan.id || ':' || p_scan.pages,
+    max_attempts := 10,
+    priority := dsx_private.job_priority('enumerate-scope-page'));
+end $function$
+
 -- function dsx_private.ensure_event_secret(p_integration_id bigint, p_rotate boolean, p_new_secret text)
 --   privileges: default
 CREATE OR REPLACE FUNCTION dsx_private.ensure_event_secret(p_integration_id bigint, p_rotate boolean, p_new_secret text)
@@ -1292,6 +1318,7 @@ declare
   v_keys text[];
   v_scan_ids bigint[];
   v_done dsx.scan_results[];
+  v_resumed dsx.full_scans;
 begin
   -- Every lookup below filters on "= any(v_keys)": the planner cannot see how few rows a
   -- jsonb_to_recordset() yields and would otherwise hash-join against a full scan of scan_results,
@@ -1380,6 +1407,17 @@ begin
            updated_at = now()
       from a
      where f.id = a.full_scan_id;
+    -- Admission window: a scan that paused its enumeration resumes once its outstanding objects leave
+    -- room for a page. Decided under the row locks taken above, the same lock record_page pauses under,
+    -- so no pause is missed and no page is queued twice.
+    for v_resumed in
+      update dsx.full_scans f set enumeration_paused_at = null, updated_at = now()
+       where f.id = any(v_scan_ids) and f.status = 'running' and f.enumeration_paused_at is not null
+         and f.discovered - f.finalized + coalesce(f.page_size, 0) <= f.scan_window
+      returning f.*
+    loop
+      perform dsx_private.enqueue_enumeration_page(v_resumed, null);
+    end loop;
     perform dsx_private.complete_if_done(v_scan_ids);
   end if;
 
@@ -1618,6 +1656,7 @@ AS $function$
     when p_task = 'monitor-event-ingest' then -10
     when p_task = 'scan-object' and p_source_type = 'monitor' then -10
     when p_task = 'scan-object' and p_source_type = 'manual' then -5
+    when p_task = 'enumerate-scope-page' then -1
     else 0
   end
 $function$
@@ -1799,9 +1838,9 @@ begin
                             jsonb_build_object('task', p_task, 'worker_job_id', p_worker_job_id, 'error', left(p_error, 2000)));
 end $function$
 
--- function dsx_private.record_page(p_full_scan_id bigint, p_page_no integer, p_objects jsonb, p_next_cursor text, p_parent_job_id uuid, p_scan_max_attempts integer, p_skipped jsonb)
+-- function dsx_private.record_page(p_full_scan_id bigint, p_page_no integer, p_objects jsonb, p_next_cursor text, p_parent_job_id uuid, p_scan_max_attempts integer, p_skipped jsonb, p_window integer, p_page_size integer)
 --   privileges: default
-CREATE OR REPLACE FUNCTION dsx_private.record_page(p_full_scan_id bigint, p_page_no integer, p_objects jsonb, p_next_cursor text, p_parent_job_id uuid, p_scan_max_attempts integer, p_skipped jsonb DEFAULT '[]'::jsonb)
+CREATE OR REPLACE FUNCTION dsx_private.record_page(p_full_scan_id bigint, p_page_no integer, p_objects jsonb, p_next_cursor text, p_parent_job_id uuid, p_scan_max_attempts integer, p_skipped jsonb DEFAULT '[]'::jsonb, p_window integer DEFAULT NULL::integer, p_page_size integer DEFAULT NULL::integer)
  RETURNS jsonb
  LANGUAGE plpgsql
  SET search_path TO 'pg_catalog', 'pg_temp'
@@ -1887,7 +1926,13 @@ begin
            skipped_internal_count = f.skipped_internal_count + v_skipped.internal,
            enumeration_exhausted = (p_next_cursor is null), updated_at = now(),
            enumeration_error = null, enumeration_error_at = null, enumeration_attempt = null,
-           enumeration_max_attempts = null, enumeration_retry_at = null
+           enumeration_max_attempts = null, enumeration_retry_at = null,
+           scan_window = p_window, page_size = p_page_size,
+           -- Admission window: pause, rather than queue the next page, when it would not fit beside the
+           -- objects not yet finalized (decided under this row's lock; finalize_results resumes).
+           enumeration_paused_at = case
+             when p_next_cursor is not null and p_window is not null
+                  and f.discovered + v_new - f.finalized + coalesce(p_page_size, 0) > p_window then now() end
      where f.id = p_full_scan_id and f.status = 'running'
     returning * into v_scan;
     if not found then
@@ -1900,15 +1945,9 @@ begin
   end;
 
   if p_next_cursor is not null then
-    perform graphile_worker.add_job(
-      'enumerate-scope-page',
-      dsx_private.job_envelope('enumerate-scope-page', gen_random_uuid(), v_scan.correlation_id, v_scan.root_job_id,
-                               p_parent_job_id, 'enum:' || v_scan.id || ':' || (p_page_no + 1), 'full_scan',
-                               v_scan.id::text, v_scope.integration_id, v_scope.id, null, v_scan.requested_by,
-                               jsonb_build_object('full_scan_id', v_scan.id, 'page_no', p_page_no + 1, 'cursor', p_next_cursor)),
-      job_key := 'enum:' || v_scan.id || ':' || (p_page_no + 1),
-      max_attempts := 10,
-      priority := dsx_private.job_priority('enumerate-scope-page'));
+    if v_scan.enumeration_paused_at is null then
+      perform dsx_private.enqueue_enumeration_page(v_scan, p_parent_job_id);
+    end if;
   else
     perform dsx_private.audit('dsx-connect', 'full_scan.enumeration_exhausted', v_scope.id, v_scan.id, v_scan.correlation_id,
                               jsonb_build_object('pages', p_page_no + 1, 'discovered', v_scan.discovered));

@@ -71,6 +71,8 @@ const envSchema = z.object({
   DSX_SCAN_MAX_ATTEMPTS: int(5),
   DSX_ENUMERATION_MAX_ATTEMPTS: int(8),
   DSX_WORKER_CONCURRENCY: int(128),
+  // Unset: sized from the page size and the worker concurrency (defaultScanWindow below).
+  DSX_SCAN_WINDOW: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(1).max(100_000_000).optional()),
   DSX_EFFECTS_CONCURRENCY: int(32),
   DSX_WORKER_HEARTBEAT_MS: int(10_000, 100),
   DSX_WORKER_DEAD_AFTER_MS: int(60_000, 500),
@@ -112,6 +114,11 @@ export interface Config {
   /** Attempts of a failing listing before the full scan fails with its error (backoff ~30 min in all at 8). */
   enumerationMaxAttempts: number;
   workerConcurrency: number;
+  /**
+   * Admission window: objects of one full scan enumerated but not yet finalized, at most. Enumeration
+   * pauses when the next page would not fit and resumes as finalization makes room.
+   */
+  scanWindow: number;
   /** Side-effect jobs (remediation, notification) run at once per worker process, in their own lane. */
   effectsConcurrency: number;
   /** How often each worker records that it is alive (and sweeps for dead ones). */
@@ -143,6 +150,17 @@ export interface Config {
   apiLimits: ApiLimits;
 }
 
+/**
+ * The default admission window: room for four pages ahead of the scanners (listing the next page
+ * overlaps the scanning of the ones before it), and at least sixteen times a worker's concurrency: a
+ * scan process holds up to twice its concurrency (running jobs plus its local queue), so the default
+ * keeps up to eight such processes busy before they wait for enumeration. With the defaults (page 500,
+ * concurrency 128) it is 2,048 objects. A larger fleet sets DSX_SCAN_WINDOW (README: sizing).
+ */
+export function defaultScanWindow(pageSize: number, concurrency: number): number {
+  return Math.max(4 * pageSize, 16 * concurrency);
+}
+
 /** Reads and validates the environment; throws a message naming the bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = envSchema.safeParse(env);
@@ -153,6 +171,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const e = parsed.data;
   if (e.DSX_API_DEFAULT_PAGE_SIZE > e.DSX_API_MAX_PAGE_SIZE) {
     throw new Error(`invalid environment variable DSX_API_DEFAULT_PAGE_SIZE: ${e.DSX_API_DEFAULT_PAGE_SIZE} is above DSX_API_MAX_PAGE_SIZE (${e.DSX_API_MAX_PAGE_SIZE}); lower it or raise DSX_API_MAX_PAGE_SIZE`);
+  }
+  const scanWindow = e.DSX_SCAN_WINDOW ?? defaultScanWindow(e.DSX_PAGE_SIZE, e.DSX_WORKER_CONCURRENCY);
+  if (scanWindow < e.DSX_PAGE_SIZE) {
+    throw new Error(`invalid environment variable DSX_SCAN_WINDOW: ${scanWindow} is below DSX_PAGE_SIZE (${e.DSX_PAGE_SIZE}), so no page would ever fit; raise it or lower DSX_PAGE_SIZE`);
   }
   return {
     databaseUrl: e.DATABASE_URL,
@@ -167,6 +189,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     scanMaxAttempts: e.DSX_SCAN_MAX_ATTEMPTS,
     enumerationMaxAttempts: e.DSX_ENUMERATION_MAX_ATTEMPTS,
     workerConcurrency: e.DSX_WORKER_CONCURRENCY,
+    scanWindow,
     effectsConcurrency: e.DSX_EFFECTS_CONCURRENCY,
     heartbeatMs: e.DSX_WORKER_HEARTBEAT_MS,
     deadWorkerAfterMs: e.DSX_WORKER_DEAD_AFTER_MS,

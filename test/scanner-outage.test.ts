@@ -15,7 +15,7 @@ import { freePort } from '../src/testing/ports.ts';
 import { generateTree } from '../src/testing/tree.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { apiServer } from './helpers/graphql.ts';
-import { emulator, fsScope, getScan, testConfig, waitFor, waitForScan, workers } from './helpers/pipeline.ts';
+import { emulator, fsScope, getScan, queuedJobs, testConfig, waitFor, waitForScan, workers } from './helpers/pipeline.ts';
 
 const BIN = path.join(PROJECT_DIR, 'bin', 'dsx-connect.js');
 
@@ -56,11 +56,13 @@ t.test('DSXA stopped mid-scan for longer than all retries: nothing finalized mea
   await emu.close(); // the scanner goes away: connections refused
   const downAt = Date.now();
   await waitFor(async () => (await db.pool.query(`select 1 from dsx.scanner_status where state = 'unavailable'`)).rowCount! > 0, 'the outage to be seen');
+  // Verdicts that arrived before the scanner went away are still being finalized: wait for their jobs.
+  await waitFor(async () => (await queuedJobs(db.pool, 'finalize-scan-object')).length === 0, 'verdicts from before the outage to be finalized');
   const during = await getScan(db.pool, id);
   t.ok(during.finalized < tree.files, `interrupted at ${during.finalized} of ${tree.files}`);
 
   const status = await cli({ DATABASE_URL: db.url }, 'scan', 'status', String(id));
-  t.match(status.stdout, /scanner unavailable since \d{4}-\d\d-\d\dT[^:]+:\d\d:\d\d\.\d+Z: scans wait until it answers \(.*ECONNREFUSED/, 'scan status says so');
+  t.match(status.stdout, /scanner unavailable since \d{4}-\d\d-\d\dT[^:]+:\d\d:\d\d\.\d+Z: scans wait until it answers \(.*(ECONNREFUSED|ECONNRESET)/, 'scan status says so');
   const ready = (await (await fetch(`${api.url}/readyz`)).json()) as { status: string; scanner: { state: string; message: string } };
   t.match(ready, { status: 'ready', scanner: { state: 'unavailable', message: /^scanner unavailable since / } }, '/readyz says so');
   const { rows: view } = await db.pool.query('select scanner_state, scanner_since is not null as since from dsx.full_scan_progress where id = $1', [id]);

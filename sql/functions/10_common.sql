@@ -50,8 +50,9 @@ end $$;
 -- Priorities (lower runs first): downstream stages run ahead of upstream backlogs, so that progress
 -- moves while a large scope is still being enumerated, and monitoring runs ahead of full scans.
 --   finalize-scan-object -20, apply-remediation / send-notification -15, monitor-event-ingest and
---   monitor scan-object -10, manual scan-object -5, full-scan scan-object / enumerate-scope-page /
---   full-scan-scope 0.
+--   monitor scan-object -10, manual scan-object -5, enumerate-scope-page -1 (a page queued when the
+--   admission window makes room must not wait behind the window's own scan jobs, or the scan would
+--   drain before it refills), full-scan scan-object / full-scan-scope 0.
 create or replace function dsx_private.job_priority(p_task text, p_source_type text default 'full_scan')
 returns integer language sql immutable set search_path = pg_catalog, pg_temp as $$
   select case
@@ -60,6 +61,7 @@ returns integer language sql immutable set search_path = pg_catalog, pg_temp as 
     when p_task = 'monitor-event-ingest' then -10
     when p_task = 'scan-object' and p_source_type = 'monitor' then -10
     when p_task = 'scan-object' and p_source_type = 'manual' then -5
+    when p_task = 'enumerate-scope-page' then -1
     else 0
   end
 $$;

@@ -129,6 +129,26 @@ comment on function dsx.cancel_full_scan(bigint, text, text) is E'@behavior -que
 revoke execute on function dsx.cancel_full_scan(bigint, text, text) from public;
 grant execute on function dsx.cancel_full_scan(bigint, text, text) to dsx_operator;
 
+-- Queues the EnumerateScopePageJob of the scan's next page (page number = pages recorded, from the
+-- durable cursor), for begin_full_scan, record_page, and finalize_results when it resumes a scan paused
+-- at its window. The job key makes a second call for the same page change nothing.
+create or replace function dsx_private.enqueue_enumeration_page(p_scan dsx.full_scans, p_parent_job_id uuid)
+returns void language plpgsql set search_path = pg_catalog, pg_temp as $$
+declare
+  v_integration_id bigint;
+begin
+  select s.integration_id into v_integration_id from dsx.scopes s where s.id = p_scan.scope_id;
+  perform graphile_worker.add_job(
+    'enumerate-scope-page',
+    dsx_private.job_envelope('enumerate-scope-page', gen_random_uuid(), p_scan.correlation_id, p_scan.root_job_id,
+                             coalesce(p_parent_job_id, p_scan.root_job_id), 'enum:' || p_scan.id || ':' || p_scan.pages,
+                             'full_scan', p_scan.id::text, v_integration_id, p_scan.scope_id, null, p_scan.requested_by,
+                             jsonb_build_object('full_scan_id', p_scan.id, 'page_no', p_scan.pages, 'cursor', p_scan.cursor)),
+    job_key := 'enum:' || p_scan.id || ':' || p_scan.pages,
+    max_attempts := 10,
+    priority := dsx_private.job_priority('enumerate-scope-page'));
+end $$;
+
 -- FullScanScopeJob: queued -> running, and the first page job. Safe to run twice.
 create or replace function dsx_private.begin_full_scan(p_full_scan_id bigint) returns text language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
@@ -143,16 +163,9 @@ begin
     return v_scan.status;
   end if;
   select * into v_scope from dsx.scopes s where s.id = v_scan.scope_id;
-  update dsx.full_scans f set status = 'running', started_at = now(), updated_at = now() where f.id = p_full_scan_id;
-  perform graphile_worker.add_job(
-    'enumerate-scope-page',
-    dsx_private.job_envelope('enumerate-scope-page', gen_random_uuid(), v_scan.correlation_id, v_scan.root_job_id,
-                             v_scan.root_job_id, 'enum:' || v_scan.id || ':0', 'full_scan', v_scan.id::text,
-                             v_scope.integration_id, v_scope.id, null, v_scan.requested_by,
-                             jsonb_build_object('full_scan_id', v_scan.id, 'page_no', 0, 'cursor', null)),
-    job_key := 'enum:' || v_scan.id || ':0',
-    max_attempts := 10,
-    priority := dsx_private.job_priority('enumerate-scope-page'));
+  update dsx.full_scans f set status = 'running', started_at = now(), updated_at = now() where f.id = p_full_scan_id
+  returning * into v_scan;
+  perform dsx_private.enqueue_enumeration_page(v_scan, v_scan.root_job_id);
   perform dsx_private.audit('dsx-connect', 'full_scan.started', v_scope.id, v_scan.id, v_scan.correlation_id, '{}');
   perform dsx_private.notify_full_scan(v_scan.id, 'running');
   return 'started';
@@ -170,9 +183,10 @@ end $$;
 -- it, each once per scan, and counted per reason on the scan: a page recorded once records them once.
 -- p_objects: [{"identity": text, "size": bigint, "etag": text, "mtime": timestamptz, "version_id": text}, ...]
 -- p_skipped: [{"identity": text, "reason": text, "detail": text}, ...]
+-- p_window, p_page_size: the enumerator's DSX_SCAN_WINDOW and DSX_PAGE_SIZE (null window: unbounded).
 create or replace function dsx_private.record_page(
   p_full_scan_id bigint, p_page_no integer, p_objects jsonb, p_next_cursor text, p_parent_job_id uuid,
-  p_scan_max_attempts integer, p_skipped jsonb default '[]'
+  p_scan_max_attempts integer, p_skipped jsonb default '[]', p_window integer default null, p_page_size integer default null
 ) returns jsonb language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
   v_scan dsx.full_scans;
@@ -255,7 +269,13 @@ begin
            skipped_internal_count = f.skipped_internal_count + v_skipped.internal,
            enumeration_exhausted = (p_next_cursor is null), updated_at = now(),
            enumeration_error = null, enumeration_error_at = null, enumeration_attempt = null,
-           enumeration_max_attempts = null, enumeration_retry_at = null
+           enumeration_max_attempts = null, enumeration_retry_at = null,
+           scan_window = p_window, page_size = p_page_size,
+           -- Admission window: pause, rather than queue the next page, when it would not fit beside the
+           -- objects not yet finalized (decided under this row's lock; finalize_results resumes).
+           enumeration_paused_at = case
+             when p_next_cursor is not null and p_window is not null
+                  and f.discovered + v_new - f.finalized + coalesce(p_page_size, 0) > p_window then now() end
      where f.id = p_full_scan_id and f.status = 'running'
     returning * into v_scan;
     if not found then
@@ -268,15 +288,9 @@ begin
   end;
 
   if p_next_cursor is not null then
-    perform graphile_worker.add_job(
-      'enumerate-scope-page',
-      dsx_private.job_envelope('enumerate-scope-page', gen_random_uuid(), v_scan.correlation_id, v_scan.root_job_id,
-                               p_parent_job_id, 'enum:' || v_scan.id || ':' || (p_page_no + 1), 'full_scan',
-                               v_scan.id::text, v_scope.integration_id, v_scope.id, null, v_scan.requested_by,
-                               jsonb_build_object('full_scan_id', v_scan.id, 'page_no', p_page_no + 1, 'cursor', p_next_cursor)),
-      job_key := 'enum:' || v_scan.id || ':' || (p_page_no + 1),
-      max_attempts := 10,
-      priority := dsx_private.job_priority('enumerate-scope-page'));
+    if v_scan.enumeration_paused_at is null then
+      perform dsx_private.enqueue_enumeration_page(v_scan, p_parent_job_id);
+    end if;
   else
     perform dsx_private.audit('dsx-connect', 'full_scan.enumeration_exhausted', v_scope.id, v_scan.id, v_scan.correlation_id,
                               jsonb_build_object('pages', p_page_no + 1, 'discovered', v_scan.discovered));

@@ -78,6 +78,7 @@ declare
   v_keys text[];
   v_scan_ids bigint[];
   v_done dsx.scan_results[];
+  v_resumed dsx.full_scans;
 begin
   -- Every lookup below filters on "= any(v_keys)": the planner cannot see how few rows a
   -- jsonb_to_recordset() yields and would otherwise hash-join against a full scan of scan_results,
@@ -166,6 +167,17 @@ begin
            updated_at = now()
       from a
      where f.id = a.full_scan_id;
+    -- Admission window: a scan that paused its enumeration resumes once its outstanding objects leave
+    -- room for a page. Decided under the row locks taken above, the same lock record_page pauses under,
+    -- so no pause is missed and no page is queued twice.
+    for v_resumed in
+      update dsx.full_scans f set enumeration_paused_at = null, updated_at = now()
+       where f.id = any(v_scan_ids) and f.status = 'running' and f.enumeration_paused_at is not null
+         and f.discovered - f.finalized + coalesce(f.page_size, 0) <= f.scan_window
+      returning f.*
+    loop
+      perform dsx_private.enqueue_enumeration_page(v_resumed, null);
+    end loop;
     perform dsx_private.complete_if_done(v_scan_ids);
   end if;
 

@@ -58,7 +58,11 @@ select f.id, f.scope_id, s.name as scope_name, f.status, f.discovered, f.finaliz
           join dsx.side_effects e on e.scan_result_id = r.id
           left join dsx.notification_channels ch on ch.id = e.channel_id
          where r.full_scan_id = f.id and e.status = 'failed'
-         order by e.executed_at, e.id limit 1) as first_side_effect_failure
+         order by e.executed_at, e.id limit 1) as first_side_effect_failure,
+       -- Admission window: objects enumerated and not yet finalized, the most allowed, and whether the
+       -- listing waits for room right now (a normal, brief state of a large scan: finalization resumes it).
+       f.discovered - f.finalized as in_flight, f.scan_window,
+       (f.status = 'running' and f.enumeration_paused_at is not null) as enumeration_paused
   from dsx.full_scans f
   left join lateral (
     select s.state, s.since, s.error from dsx.scanner_status s

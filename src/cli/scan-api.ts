@@ -90,6 +90,9 @@ export async function apiFullScanProgress(target: ApiTarget, id: number): Promis
     enumeration_warning: (p.enumerationWarning as string | null) ?? null,
     side_effects: p.sideEffects as Record<string, number>,
     first_side_effect_failure: (p.firstSideEffectFailure as FullScanProgress['first_side_effect_failure']) ?? null,
+    in_flight: Number(p.inFlight),
+    scan_window: num(p.scanWindow),
+    enumeration_paused: Boolean(p.enumerationPaused),
   };
 }
 

@@ -109,6 +109,9 @@ function describe(p: FullScanProgress): string {
           `  next try at ${new Date(p.enumeration_retry_at!).toISOString()}`,
         ]
       : []),
+    ...(p.status === 'running' && p.scan_window !== null && !p.enumeration_exhausted
+      ? [`  in flight: ${p.in_flight} of a window of ${p.scan_window}${p.enumeration_paused ? ' (listing waits for room: it resumes as objects are finalized)' : ''}`]
+      : []),
     ...sideEffectLines(p),
   ].join('\n');
 }
@@ -135,6 +138,9 @@ export function statusJson(p: FullScanProgress) {
     enumeration_warning: p.enumeration_warning,
     side_effects: p.side_effects,
     first_side_effect_failure: p.first_side_effect_failure,
+    in_flight: p.in_flight,
+    scan_window: p.scan_window,
+    enumeration_paused: p.enumeration_paused,
     cancel_mode: p.cancel_mode,
     error: p.error,
     enumeration_error: p.enumeration_error,

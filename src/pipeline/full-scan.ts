@@ -85,6 +85,8 @@ export async function enumeratePage(ctx: PipelineContext, job: Job<'enumerate-sc
     parentJobId: job.job_id,
     scanMaxAttempts: ctx.config.scanMaxAttempts,
     skipped,
+    window: ctx.config.scanWindow,
+    pageSize: ctx.config.pageSize,
   });
   // The page just queued its scan jobs: the job fetch needs planner statistics that cover them.
   if (r.status === 'recorded') await ctx.queueStats.refresh();

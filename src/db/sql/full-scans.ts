@@ -65,6 +65,10 @@ export interface FullScanProgress {
   side_effects: Record<string, number>;
   /** The first side effect that failed, with why; null when none did. */
   first_side_effect_failure: SideEffectFailure | null;
+  /** Objects enumerated and not yet finalized; the admission window (null: unbounded); whether listing waits for room. */
+  in_flight: number;
+  scan_window: number | null;
+  enumeration_paused: boolean;
 }
 
 /** A failed side effect as `scan status` names it. */
@@ -87,7 +91,8 @@ export async function fullScanProgressGet(db: Queryable, id: number): Promise<Fu
             cancel_mode, error, requested_by, created_at, started_at, finished_at, enumeration_error,
             enumeration_attempt, enumeration_max_attempts, enumeration_retry_at, scanner_state, scanner_since, scanner_error,
             enumeration_attempt, enumeration_max_attempts, enumeration_retry_at, skipped::float8 as skipped,
-            skipped_reasons, enumeration_warning, side_effects, first_side_effect_failure
+            skipped_reasons, enumeration_warning, side_effects, first_side_effect_failure,
+            in_flight::float8 as in_flight, scan_window, enumeration_paused
        from dsx.full_scan_progress where id = $1`,
     [id],
   );
@@ -193,11 +198,24 @@ export async function fullScanRecordPage(
     parentJobId: string;
     scanMaxAttempts: number;
     skipped?: SkippedEntry[];
+    /** The admission window (objects enumerated but not finalized, at most; unset: unbounded) and the page size it makes room for. */
+    window?: number | null;
+    pageSize?: number | null;
   },
 ): Promise<{ status: string; new?: number }> {
   const { rows } = await db.query<{ r: { status: string; new?: number } }>(
-    'select dsx_private.record_page($1, $2, $3::jsonb, $4, $5, $6, $7::jsonb) as r',
-    [args.id, args.pageNo, JSON.stringify(args.objects), args.nextCursor, args.parentJobId, args.scanMaxAttempts, JSON.stringify(args.skipped ?? [])],
+    'select dsx_private.record_page($1, $2, $3::jsonb, $4, $5, $6, $7::jsonb, $8, $9) as r',
+    [
+      args.id,
+      args.pageNo,
+      JSON.stringify(args.objects),
+      args.nextCursor,
+      args.parentJobId,
+      args.scanMaxAttempts,
+      JSON.stringify(args.skipped ?? []),
+      args.window ?? null,
+      args.pageSize ?? null,
+    ],
   );
   return rows[0]!.r;
 }
