@@ -60,6 +60,8 @@ export const scanObjectBody = z.object({
   mtime: z.string().nullable(),
   /** The version listed or named by the event, where the store keeps versions (absent from older jobs). */
   version_id: z.string().nullable().optional(),
+  /** Times this job waited for a store that kept throttling (src/pipeline/scan.ts), not counted as attempts. */
+  throttle_deferrals: z.number().int().min(0).optional(),
 });
 
 /** What a scan produced: a scanner verdict, or a failure that ends the object without one. */

@@ -30,6 +30,25 @@ async function defer(ctx: PipelineContext, job: Job<'scan-object'>, attempt: Att
   return { status: 'deferred' };
 }
 
+/**
+ * A store that still throttles after the connector's own backoff (~6 s of tries per request) is asking
+ * for time, not failing the object: the job waits 2 s, 4 s, ... up to 2 min (with jitter) and tries
+ * again, without using an attempt, this many times (about 25 minutes in all). Only then do the retries
+ * count, and an object whose store never stops throttling ends fetch_failed / throttled_exhausted.
+ */
+export const THROTTLE_DEFERRALS = 16;
+
+/** How long the n-th wait for a throttling store lasts (n from 0). */
+export function throttleDelayMs(n: number): number {
+  return Math.min(2_000 * 2 ** n, 120_000) * (0.75 + Math.random() * 0.5);
+}
+
+async function deferThrottled(ctx: PipelineContext, job: Job<'scan-object'>, attempt: Attempt, n: number): Promise<ScanJobResult> {
+  const payload = { ...job, body: { ...job.body, throttle_deferrals: n + 1 } };
+  await scanJobDefer(ctx.pool, payload, new Date(Date.now() + throttleDelayMs(n)), attempt.maxAttempts);
+  return { status: 'deferred' };
+}
+
 function failureOf(err: unknown): { outcome: ScanOutcome; retryable: boolean } {
   if (err instanceof ConnectorError) {
     return { outcome: { kind: 'failure', stage: 'fetch', failure: err.kind, message: err.message }, retryable: err.retryable };
@@ -83,6 +102,11 @@ export async function scanObject(ctx: PipelineContext, job: Job<'scan-object'>, 
     } catch (err) {
       // The scanner, not the object: wait for it (recorded as the scanner's state, not as an outcome).
       if (err instanceof DsxaError && ctx.scanner.recordFailure(err, job.idempotency_key)) return defer(ctx, job, attempt);
+      // The store, not the object: it asks for time (the connector has backed off already).
+      const deferrals = job.body.throttle_deferrals ?? 0;
+      if (err instanceof ConnectorError && err.kind === 'throttled' && deferrals < THROTTLE_DEFERRALS) {
+        return deferThrottled(ctx, job, attempt, deferrals);
+      }
       const f = failureOf(err);
       if (f.retryable && tryNo < IN_PROCESS_TRIES) {
         await new Promise((r) => setTimeout(r, 100 * 4 ** (tryNo - 1)));
