@@ -87,6 +87,8 @@ t.test('a bad id is refused with what an id looks like, and an id beyond 32 bits
       `scopeId ${JSON.stringify(bad)} is refused`);
   }
   t.equal(await scans(), 0, 'nothing was started');
+  const reflected = await api.query('query($id: BigInt!) { scopeByRowId(rowId: $id) { name } }', { id: 'abc' }, operator);
+  t.match(reflected.errors, [{ message: /invalid input syntax for type bigint: "abc"/, extensions: { code: '22P02' } }], 'a reflected field leaves the check to PostgreSQL');
   const cancel = await api.query(operation('cancel-full-scan'), { fullScanId: 'x', mode: 'DRAIN' }, operator);
   t.match(cancel.errors, [{ message: /^fullScanId must be a row id/ }]);
 

@@ -22,7 +22,7 @@ import { ensureDemo } from '../src/dev.ts';
 import { hashToken, newApiToken } from '../src/server/auth.ts';
 import { runCli } from './helpers/cli-run.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/db.ts';
-import { apiServer } from './helpers/graphql.ts';
+import { apiServer, waitForListen } from './helpers/graphql.ts';
 import { emulator, testConfig, waitFor, waitForScan, workers } from './helpers/pipeline.ts';
 import { csvRecords, fencedBlocks, readme, sqlStatements, type FencedBlock, type SqlStatement } from './helpers/readme.ts';
 
@@ -57,17 +57,6 @@ async function post(w: World, query: string, operationName: string | undefined):
   return (await res.json()) as Result;
 }
 
-/** Waits until the API's LISTEN connection has subscribed to a topic starting with `prefix`. */
-async function listening(w: World, prefix: string): Promise<void> {
-  await waitFor(async () => {
-    const { rows } = await w.db.pool.query(
-      `select 1 from pg_stat_activity where datname = current_database() and state = 'idle' and starts_with(query, $1)`,
-      [`LISTEN "${prefix}`],
-    );
-    return rows.length > 0;
-  }, `a LISTEN on ${prefix}*`);
-}
-
 /**
  * How each subscription of the README is driven to an end. A stream that ends by itself is read to
  * its end; one that stays open gets `trigger` (run once the server listens) and is read to its first event.
@@ -78,7 +67,7 @@ const SUBSCRIPTIONS: Record<string, { ends: true } | { ends: false; trigger: (w:
     ends: false,
     // A new detection in the finance folder and a scan of its scope (id 2, as the README's examples say).
     async trigger(w) {
-      await listening(w, 'dsx_scan_results:');
+      await waitForListen(w.db.pool, 'dsx_scan_results:');
       fs.writeFileSync(path.join(w.share, 'finance', 'late-arrival.com'), EICAR_TEST_STRING);
       const { fullScanId } = await fullScanStart(w.db.pool, 2, 'readme-test');
       await waitForScan(w.db.pool, fullScanId);

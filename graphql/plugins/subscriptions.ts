@@ -1,10 +1,11 @@
 /**
  * Live feeds over LISTEN/NOTIFY with PostGraphile v5's built-in pgSubscriber and grafast's `listen`
  * (the v5 replacement of the v4-only @graphile/pg-pubsub plugin). The database notifies from the same
- * transactions that change the state (sql/0007_graphql_api.sql): 'dsx_full_scan:<id>' on every status
- * change and, throttled to one per 200 ms per scan, on progress; 'dsx_scan_results:<scope id>' with the
- * ids of the results each statement finalized. A NOTIFY only says "look again": each event is read back
- * under the caller's role when it is emitted, so counts are exact and never go backwards.
+ * transactions that change the state (sql/functions/10_common.sql, 30_full_scans.sql and
+ * 40_scan_results.sql): 'dsx_full_scan:<id>' on every status change and, throttled to one per 200 ms
+ * per scan, on progress; 'dsx_scan_results:<scope id>' with the ids of the results each statement
+ * finalized. A NOTIFY only says "look again": each event is read back under the caller's role when it
+ * is emitted, so counts are exact and never go backwards.
  */
 import { access, context, lambda, listen, SafeError, type GrafastSubscriber, type Step } from 'postgraphile/grafast';
 import { extendSchema, gql } from 'postgraphile/utils';
