@@ -7,10 +7,12 @@
 import { access, type Step } from 'postgraphile/grafast';
 import { sideEffectWithPgClientTransaction } from 'postgraphile/@dataplan/pg';
 import { extendSchema, gql } from 'postgraphile/utils';
+import { fullScanCancel, fullScanStart } from '../../src/db/sql/full-scans.ts';
+import { fromQueryConfigClient } from '../../src/db/sql/queryable.ts';
 import { rowIdOf } from './row-id.ts';
 
 /** null: the functions record the caller (dsx_private.actor(): the API subject the server set). */
-const REQUESTED_BY = 'null';
+const REQUESTED_BY = null;
 
 export const FullScanMutationsPlugin = extendSchema((build) => {
   const fullScans = build.input.pgRegistry.pgResources.full_scans;
@@ -59,22 +61,17 @@ export const FullScanMutationsPlugin = extendSchema((build) => {
             const $scopeId = fieldArgs.getRaw(['input', 'scopeId']);
             return sideEffectWithPgClientTransaction(executor, $scopeId, async (client, raw) => {
               const scopeId = rowIdOf('scopeId', raw);
-              const { rows } = await client.query<{ full_scan_id: string; already_active: boolean }>({
-                text: `select (r).full_scan_id, (r).already_active from (select dsx.start_full_scan($1::bigint, ${REQUESTED_BY}) as r) s`,
-                values: [scopeId],
-              });
-              return rows[0];
+              const r = await fullScanStart(fromQueryConfigClient(client), scopeId, REQUESTED_BY);
+              return { full_scan_id: r.fullScanRowId, already_active: r.alreadyActive };
             });
           },
           cancelFullScan(_$root: Step, fieldArgs: any) {
             const $input = fieldArgs.getRaw('input');
             return sideEffectWithPgClientTransaction(executor, $input, async (client, raw) => {
               const input = raw as { fullScanId: unknown; mode?: string };
-              const { rows } = await client.query<{ id: string }>({
-                text: `select (dsx.cancel_full_scan($1::bigint, $2, ${REQUESTED_BY})).id`,
-                values: [rowIdOf('fullScanId', input.fullScanId), (input.mode ?? 'DRAIN').toLowerCase()],
-              });
-              return { full_scan_id: rows[0]!.id };
+              const id = rowIdOf('fullScanId', input.fullScanId);
+              await fullScanCancel(fromQueryConfigClient(client), id, (input.mode ?? 'DRAIN').toLowerCase() as 'drain' | 'interrupt', REQUESTED_BY);
+              return { full_scan_id: id };
             });
           },
         },

@@ -9,32 +9,17 @@
  */
 import { access, context, lambda, listen, SafeError, type GrafastSubscriber, type Step } from 'postgraphile/grafast';
 import { extendSchema, gql } from 'postgraphile/utils';
+import { fullScanProgressEventGet, type FullScanProgressEvent } from '../../src/db/sql/full-scans.ts';
+import { fromQueryConfigClient, type QueryConfigClient } from '../../src/db/sql/queryable.ts';
 import { rowIdOf } from './row-id.ts';
 
 type Subscriber = GrafastSubscriber<Record<string, string>>;
-type WithPgClient = (settings: unknown, cb: (client: { query<R>(q: { text: string; values?: unknown[] }): Promise<{ rows: R[] }> }) => Promise<unknown>) => Promise<unknown>;
+type WithPgClient = (settings: unknown, cb: (client: QueryConfigClient) => Promise<unknown>) => Promise<unknown>;
 
 /** How long without a NOTIFY before the stream checks the scan itself (covers a missed LISTEN race). */
 const SAFETY_POLL_MS = 2000;
 
-/** One event of fullScanProgress, read under the caller's role from dsx.full_scan_progress. */
-const PROGRESS_SQL = `
-  select id::text as "fullScanId", status, discovered::float8 as discovered, finalized::float8 as finalized,
-         enumeration_exhausted as "enumerationExhausted", percent_finalized::float8 as "percentFinalized",
-         objects_per_s::float8 as "objectsPerS", eta_s::float8 as "etaS", outcomes, cancel_mode as "cancelMode",
-         error, started_at::text as "startedAt", finished_at::text as "finishedAt",
-         enumeration_error as "enumerationError", enumeration_attempt as "enumerationAttempt",
-         enumeration_max_attempts as "enumerationMaxAttempts", enumeration_retry_at::text as "enumerationRetryAt",
-         scanner_state as "scannerState", scanner_since::text as "scannerSince", scanner_error as "scannerError",
-         skipped::float8 as skipped, skipped_reasons as "skippedReasons", enumeration_warning as "enumerationWarning"
-    from dsx.full_scan_progress where id = $1`;
-
-interface ProgressRow {
-  fullScanId: string;
-  status: string;
-  finishedAt: string | null;
-  [k: string]: unknown;
-}
+type ProgressRow = FullScanProgressEvent;
 
 /**
  * The events of one full scan: the current state first, then one per NOTIFY, ending with the first
@@ -161,8 +146,7 @@ export function makeSubscriptionsPlugin(): GraphileConfig.Plugin {
                 const $sub = lambda([$ctx.get('pgSubscriber'), $ctx.get('withPgClient'), $ctx.get('pgSettings')], ([s, withPgClient, settings]) =>
                   subscriberOf((id) =>
                     fullScanEvents(s as unknown as Subscriber, async () => {
-                      const rows = (await (withPgClient as unknown as WithPgClient)(settings, (c) => c.query<ProgressRow>({ text: PROGRESS_SQL, values: [id] }).then((r) => r.rows))) as ProgressRow[];
-                      return rows[0];
+                      return (await (withPgClient as unknown as WithPgClient)(settings, (c) => fullScanProgressEventGet(fromQueryConfigClient(c), id))) as ProgressRow | undefined;
                     }, id),
                   ),
                 );

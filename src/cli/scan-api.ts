@@ -119,7 +119,7 @@ export async function apiScanStart(target: ApiTarget, scopeRef: string): Promise
     { scopeId },
   );
   const r = data.startFullScan;
-  return { fullScanId: Number(r.fullScan.rowId), alreadyActive: r.alreadyActive, status: r.fullScan.status, scopeName: r.fullScan.scope?.name ?? scopeName };
+  return { fullScanId: Number(r.fullScan.rowId), fullScanRowId: r.fullScan.rowId, alreadyActive: r.alreadyActive, status: r.fullScan.status, scopeName: r.fullScan.scope?.name ?? scopeName };
 }
 
 /** Cancels a full scan through the cancelFullScan mutation; returns its status afterwards. */

@@ -23,6 +23,7 @@ import scanObject from '../../tasks/scan-object.ts';
 import sendNotification from '../../tasks/send-notification.ts';
 import type { TaskFactory } from './define-task.ts';
 import type { TaskName } from '../jobs/envelope.ts';
+import { forceUnlockWorkers } from '../db/sql/workers.ts';
 import { startHeartbeat } from './heartbeat.ts';
 import { startQueueSources, type QueueSourcesHandle } from '../monitor/queue-sources.ts';
 import { startWatcher, type WatcherHandle } from '../monitor/watcher.ts';
@@ -194,7 +195,7 @@ export async function startWorker(args: {
   const relaunch = async (lane: (typeof lanes)[number], deadPoolIds: string[]): Promise<void> => {
     for (let delay = 250; !stopping; delay = Math.min(delay * 2, 10_000)) {
       try {
-        await args.pool.query('select graphile_worker.force_unlock_workers($1)', [deadPoolIds]);
+        await forceUnlockWorkers(args.pool, deadPoolIds);
         await launch(lane);
         args.log.warn({ lane: lane.name }, 'worker pool restarted');
         return;
@@ -235,11 +236,9 @@ export async function startWorker(args: {
       await Promise.all(lanes.map((l) => l.current!.runner.stop().catch(() => {})));
       // Nothing of ours runs any more: a job still locked by our pools is one the local queue failed to
       // return (see LOCAL_QUEUE_RELEASE_BUG); hand it back now rather than after the dead-worker sweep.
-      await args.pool
-        .query('select graphile_worker.force_unlock_workers($1)', [lanes.flatMap((l) => l.current!.poolIds)])
-        .catch((err: Error) => {
-          args.log.warn({ err: err.message }, 'could not release the jobs this worker held; the dead-worker sweep will');
-        });
+      await forceUnlockWorkers(args.pool, lanes.flatMap((l) => l.current!.poolIds)).catch((err: Error) => {
+        args.log.warn({ err: err.message }, 'could not release the jobs this worker held; the dead-worker sweep will');
+      });
       await Promise.all(lanes.flatMap((l) => l.current!.heartbeats.map((h) => h.stop())));
       await context.connectors.close();
       clearInterval(scannerTimer);
