@@ -11,6 +11,7 @@ import { registerCatalogCommands } from './catalog-commands.ts';
 import { action } from './common.ts';
 import { registerDatabaseCommands } from './database-commands.ts';
 import { explainDatabaseError } from './database.ts';
+import { registerRetentionCommands } from './retention-commands.ts';
 import { registerRuntimeCommands } from './runtime-commands.ts';
 import { registerScanCommands } from './scan-commands.ts';
 import { registerServerCommand, startApi } from './server-command.ts';
@@ -46,6 +47,7 @@ registerRuntimeCommands(program);
 registerServerCommand(program);
 registerTokenCommands(program);
 registerDatabaseCommands(program);
+registerRetentionCommands(program);
 
 program
   .command('dev')
