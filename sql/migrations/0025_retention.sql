@@ -14,11 +14,13 @@ create index monitor_events_scan_result_idx on dsx.monitor_events (scan_result_i
 create index monitor_debounce_idle_idx on dsx_private.monitor_debounce (last_scan_at);
 
 -- Per table the sweep deletes from: how many rows its last sweep deleted and when (dsx-connect
--- retention), and, for the tables with rows to keep whatever their age (the latest result of each
--- object, results of running scans, events not handled yet), where the walk along the primary key
--- goes on: the next chunk starts after `after_id`. The cursor survives a sweep whose time budget ran
--- out, so a large table is walked to its end over several sweeps instead of its first rows again and
--- again; it goes back to 0 once a walk reaches rows too young to delete.
+-- retention), and, for the tables walked along their primary key (scan_results and monitor_events,
+-- which hold rows to keep whatever their age: the latest result of each object, results of running
+-- scans, events not handled yet; audit_log, whose ids follow time), where the walk goes on: the next
+-- chunk starts after `after_id`, never rereading kept rows or the dead index entries of the chunks
+-- before it. The cursor survives a sweep whose time budget ran out, so a large table is walked to its
+-- end over several sweeps instead of its first rows again and again; it goes back to 0 once a walk
+-- reaches rows too young to delete.
 create table dsx_private.retention_state (
   -- The table swept: scan_results, side_effects, monitor_events, monitor_debounce, event_signatures,
   -- audit_log, failed_jobs (graphile-worker's), invalid_jobs.
