@@ -19,17 +19,19 @@ import enumerateScopePage from '../../tasks/enumerate-scope-page.ts';
 import finalizeScanObject from '../../tasks/finalize-scan-object.ts';
 import fullScanScope from '../../tasks/full-scan-scope.ts';
 import monitorEventIngest from '../../tasks/monitor-event-ingest.ts';
+import retentionSweep from '../../tasks/retention-sweep.ts';
 import scanObject from '../../tasks/scan-object.ts';
 import sendNotification from '../../tasks/send-notification.ts';
 import type { TaskFactory } from './define-task.ts';
-import type { TaskName } from '../jobs/envelope.ts';
 import { forceUnlockWorkers } from '../db/sql/workers.ts';
+import type { WorkerTaskName } from '../jobs/envelope.ts';
+import { retentionCronItems } from '../retention/schedule.ts';
 import { startHeartbeat } from './heartbeat.ts';
 import { startQueueSources, type QueueSourcesHandle } from '../monitor/queue-sources.ts';
 import { startWatcher, type WatcherHandle } from '../monitor/watcher.ts';
 
 /** The tasks each role runs, by task name (GraphileWorker.Tasks, src/jobs/envelope.ts). */
-export const ROLE_TASKS: Record<string, { [T in TaskName]?: TaskFactory<T> }> = {
+export const ROLE_TASKS: Record<string, { [T in WorkerTaskName]?: TaskFactory<T> }> = {
   enumerate: { 'full-scan-scope': fullScanScope, 'enumerate-scope-page': enumerateScopePage },
   scan: { 'scan-object': scanObject },
   finalize: { 'finalize-scan-object': finalizeScanObject },
@@ -38,6 +40,8 @@ export const ROLE_TASKS: Record<string, { [T in TaskName]?: TaskFactory<T> }> = 
   // Storage events: ingestion of HTTP and watcher events, and (in one process per database) the
   // filesystem watcher of monitored scopes.
   monitor: { 'monitor-event-ingest': monitorEventIngest },
+  // Housekeeping on graphile-worker's crontab: the retention sweep (DSX_RETENTION_SCHEDULE).
+  maintain: { 'retention-sweep': retentionSweep },
 };
 export const ALL_ROLES = Object.keys(ROLE_TASKS);
 
@@ -60,6 +64,9 @@ export function parseRoles(spec: string): string[] {
 export const LANES: Record<string, { roles: string[]; concurrency: (config: Config, pipelineConcurrency: number) => number }> = {
   pipeline: { roles: ['enumerate', 'scan', 'finalize', 'monitor'], concurrency: (_c, n) => n },
   effects: { roles: ['remediate', 'notify'], concurrency: (c) => c.effectsConcurrency },
+  // One sweep at a time is all there is to run (sweeps also exclude each other by an advisory lock);
+  // in its own runner it never takes a slot of the pipeline or the side effects for its minutes.
+  maintenance: { roles: ['maintain'], concurrency: () => 1 },
 };
 
 export interface WorkerHandle {
@@ -174,6 +181,8 @@ export async function startWorker(args: {
       noHandleSignals: true,
       logger: workerLogger(args.log.child({ lane: lane.name })),
       preset: workerPreset(lane.concurrency, args.pollIntervalMs),
+      // Scheduled tasks run in the lane that has them; the other lanes schedule nothing.
+      ...(lane.taskList['retention-sweep'] && { parsedCronItems: retentionCronItems(args.config.retention) }),
     });
     lane.current = generation;
     // The pool ends when it shuts down, or is crippled when one of its workers cannot release a job
