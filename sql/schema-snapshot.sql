@@ -124,6 +124,8 @@ table dsx.full_scans
   --   comment: "Objects per enumeration page (DSX_PAGE_SIZE of the enumerating worker): the room a page needs in the window."
   column enumeration_paused_at timestamp with time zone
   --   comment: "Set while enumeration waits for room in the window (the next page is queued when finalization makes room)."
+  column results_removed bigint not null default 0
+  --   comment: "Results of this scan the retention sweep removed (DSX_RETENTION_RESULTS_DAYS); the counters still count them."
   constraint full_scans_cancel_consistent: CHECK (((cancel_mode IS NULL) = (cancel_requested_at IS NULL)))
   constraint full_scans_cancel_mode_check: CHECK ((cancel_mode = ANY (ARRAY['drain'::text, 'interrupt'::text])))
   constraint full_scans_counts_consistent: CHECK (((finalized <= discovered) AND (finalized = (((((((clean_count + malicious_count) + unable_to_scan_count) + unsupported_type_count) + fetch_failed_count) + timeout_count) + policy_blocked_count) + canceled_count))))
@@ -2207,6 +2209,10 @@ begin
     select 'side_effects', case when v_results is not null then
       (select count(*) from dsx.side_effects e where e.scan_result_id in (select id from deletable_results)) end
     union all
+    select 'skipped_entries', case when v_results is not null then
+      (select count(*) from dsx.skipped_entries x
+        where x.full_scan_id in (select f.id from dsx.full_scans f where f.finished_at < v_results)) end
+    union all
     select 'monitor_events', case when v_events is not null then
       (select count(*) from dsx.monitor_events m where m.status in ('scanned', 'coalesced', 'ignored') and m.received_at < v_events) end
     union all
@@ -2436,10 +2442,41 @@ begin
                      select m.scan_result_id from dsx.monitor_events m where m.scan_result_id = any(v_ids) and m.id <> all(v_events));
   delete from dsx.side_effects e where e.id = any(v_effects) and e.scan_result_id <> all(v_blocked);
   get diagnostics side_effects_deleted = row_count;
-  delete from dsx.scan_results r where r.id = any(v_ids) and r.id <> all(v_blocked);
-  get diagnostics deleted = row_count;
+  -- Each scan keeps count of its results removed (the invariant checker adds them back).
+  with del as (
+    delete from dsx.scan_results r where r.id = any(v_ids) and r.id <> all(v_blocked)
+    returning r.full_scan_id
+  ), per_scan as (
+    update dsx.full_scans f set results_removed = f.results_removed + d.n
+      from (select full_scan_id, count(*) as n from del where full_scan_id is not null group by 1) d
+     where f.id = d.full_scan_id
+    returning 1
+  )
+  select count(*)::integer into deleted from del;
   finished := v_young or v_seen < p_limit;
   perform dsx_private.retention_cursor_put('scan_results', case when finished then 0 else v_last end);
+  return next;
+end $function$
+
+-- function dsx_private.retention_sweep_skipped_entries(p_days integer, p_limit integer)
+--   privileges: none
+CREATE OR REPLACE FUNCTION dsx_private.retention_sweep_skipped_entries(p_days integer, p_limit integer)
+ RETURNS TABLE(deleted integer, finished boolean)
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+#variable_conflict use_column
+declare
+  v_cutoff timestamptz := dsx_private.retention_cutoff(p_days);
+begin
+  perform dsx_private.retention_check_limit(p_limit);
+  delete from dsx.skipped_entries e
+   where e.id = any(array(select x.id from dsx.skipped_entries x
+                           where x.full_scan_id in (select f.id from dsx.full_scans f where f.finished_at < v_cutoff)
+                           order by x.id limit p_limit
+                             for update skip locked));
+  get diagnostics deleted = row_count;
+  finished := deleted < p_limit;
   return next;
 end $function$
 
@@ -2865,21 +2902,35 @@ begin
     into c
     from dsx.scan_results r where r.full_scan_id = p_full_scan_id;
 
+  -- Results the retention sweep removed (all finalized) still count in the counters.
   check_name := 'discovered counter = result rows';
-  ok := f.discovered = c.discovered;
-  detail := format('counter %s, rows %s', f.discovered, c.discovered);
+  ok := f.discovered = c.discovered + f.results_removed;
+  detail := format('counter %s, rows %s', f.discovered, c.discovered)
+            || case when f.results_removed > 0 then format(' + %s removed by retention', f.results_removed) else '' end;
   return next;
   check_name := 'finalized counter = finalized rows';
-  ok := f.finalized = c.finalized;
-  detail := format('counter %s, rows %s', f.finalized, c.finalized);
+  ok := f.finalized = c.finalized + f.results_removed;
+  detail := format('counter %s, rows %s', f.finalized, c.finalized)
+            || case when f.results_removed > 0 then format(' + %s removed by retention', f.results_removed) else '' end;
   return next;
+  -- Which outcomes the removed rows had is not kept: then each counter is at least its rows, and the
+  -- counters add up to the rows plus the removed ones.
   check_name := 'outcome counters = rows per outcome';
-  ok := (f.clean_count, f.malicious_count, f.unable_to_scan_count, f.unsupported_type_count, f.fetch_failed_count,
-         f.timeout_count, f.policy_blocked_count, f.canceled_count)
-      = (c.clean, c.malicious, c.unable_to_scan, c.unsupported_type, c.fetch_failed, c.timeout, c.policy_blocked, c.canceled);
+  ok := case when f.results_removed = 0 then
+          (f.clean_count, f.malicious_count, f.unable_to_scan_count, f.unsupported_type_count, f.fetch_failed_count,
+           f.timeout_count, f.policy_blocked_count, f.canceled_count)
+          = (c.clean, c.malicious, c.unable_to_scan, c.unsupported_type, c.fetch_failed, c.timeout, c.policy_blocked, c.canceled)
+        else
+          f.clean_count >= c.clean and f.malicious_count >= c.malicious and f.unable_to_scan_count >= c.unable_to_scan
+          and f.unsupported_type_count >= c.unsupported_type and f.fetch_failed_count >= c.fetch_failed
+          and f.timeout_count >= c.timeout and f.policy_blocked_count >= c.policy_blocked and f.canceled_count >= c.canceled
+          and f.clean_count + f.malicious_count + f.unable_to_scan_count + f.unsupported_type_count + f.fetch_failed_count
+              + f.timeout_count + f.policy_blocked_count + f.canceled_count = c.finalized + f.results_removed
+        end;
   detail := format('clean %s/%s malicious %s/%s unable_to_scan %s/%s fetch_failed %s/%s timeout %s/%s canceled %s/%s',
                    f.clean_count, c.clean, f.malicious_count, c.malicious, f.unable_to_scan_count, c.unable_to_scan,
-                   f.fetch_failed_count, c.fetch_failed, f.timeout_count, c.timeout, f.canceled_count, c.canceled);
+                   f.fetch_failed_count, c.fetch_failed, f.timeout_count, c.timeout, f.canceled_count, c.canceled)
+            || case when f.results_removed > 0 then format(' (+ %s removed by retention)', f.results_removed) else '' end;
   return next;
   check_name := 'each discovered object has exactly one result';
   ok := c.identities = c.discovered;

@@ -112,8 +112,17 @@ begin
                      select m.scan_result_id from dsx.monitor_events m where m.scan_result_id = any(v_ids) and m.id <> all(v_events));
   delete from dsx.side_effects e where e.id = any(v_effects) and e.scan_result_id <> all(v_blocked);
   get diagnostics side_effects_deleted = row_count;
-  delete from dsx.scan_results r where r.id = any(v_ids) and r.id <> all(v_blocked);
-  get diagnostics deleted = row_count;
+  -- Each scan keeps count of its results removed (the invariant checker adds them back).
+  with del as (
+    delete from dsx.scan_results r where r.id = any(v_ids) and r.id <> all(v_blocked)
+    returning r.full_scan_id
+  ), per_scan as (
+    update dsx.full_scans f set results_removed = f.results_removed + d.n
+      from (select full_scan_id, count(*) as n from del where full_scan_id is not null group by 1) d
+     where f.id = d.full_scan_id
+    returning 1
+  )
+  select count(*)::integer into deleted from del;
   finished := v_young or v_seen < p_limit;
   perform dsx_private.retention_cursor_put('scan_results', case when finished then 0 else v_last end);
   return next;
@@ -254,6 +263,27 @@ begin
 end $$;
 revoke execute on function dsx_private.retention_sweep_failed_jobs(integer, integer) from public;
 
+-- dsx.skipped_entries of full scans that finished more than p_days ago (the results' retention: the
+-- scan's counts per reason stay on dsx.full_scans).
+create or replace function dsx_private.retention_sweep_skipped_entries(p_days integer, p_limit integer)
+returns table (deleted integer, finished boolean)
+language plpgsql set search_path = pg_catalog, pg_temp as $$
+#variable_conflict use_column
+declare
+  v_cutoff timestamptz := dsx_private.retention_cutoff(p_days);
+begin
+  perform dsx_private.retention_check_limit(p_limit);
+  delete from dsx.skipped_entries e
+   where e.id = any(array(select x.id from dsx.skipped_entries x
+                           where x.full_scan_id in (select f.id from dsx.full_scans f where f.finished_at < v_cutoff)
+                           order by x.id limit p_limit
+                             for update skip locked));
+  get diagnostics deleted = row_count;
+  finished := deleted < p_limit;
+  return next;
+end $$;
+revoke execute on function dsx_private.retention_sweep_skipped_entries(integer, integer) from public;
+
 -- dsx.invalid_jobs recorded more than p_days ago.
 create or replace function dsx_private.retention_sweep_invalid_jobs(p_days integer, p_limit integer)
 returns table (deleted integer, finished boolean)
@@ -315,6 +345,10 @@ begin
     union all
     select 'side_effects', case when v_results is not null then
       (select count(*) from dsx.side_effects e where e.scan_result_id in (select id from deletable_results)) end
+    union all
+    select 'skipped_entries', case when v_results is not null then
+      (select count(*) from dsx.skipped_entries x
+        where x.full_scan_id in (select f.id from dsx.full_scans f where f.finished_at < v_results)) end
     union all
     select 'monitor_events', case when v_events is not null then
       (select count(*) from dsx.monitor_events m where m.status in ('scanned', 'coalesced', 'ignored') and m.received_at < v_events) end

@@ -11,6 +11,7 @@ function tableDays(r: RetentionConfig, table: ReportedTable): number | null {
   switch (table) {
     case 'scan_results':
     case 'side_effects':
+    case 'skipped_entries':
       return r.resultsDays;
     case 'monitor_events':
     case 'monitor_debounce':
@@ -28,6 +29,7 @@ function tableDays(r: RetentionConfig, table: ReportedTable): number | null {
 const FAMILY: Record<ReportedTable, string> = {
   scan_results: 'results',
   side_effects: 'results',
+  skipped_entries: 'results',
   monitor_events: 'events',
   monitor_debounce: 'events',
   event_signatures: 'events',
@@ -39,6 +41,7 @@ const FAMILY: Record<ReportedTable, string> = {
 const TABLE_LABEL: Record<ReportedTable, string> = {
   scan_results: 'dsx.scan_results',
   side_effects: 'dsx.side_effects',
+  skipped_entries: 'dsx.skipped_entries',
   monitor_events: 'dsx.monitor_events',
   monitor_debounce: 'dsx_private.monitor_debounce',
   event_signatures: 'dsx_private.event_signatures',

@@ -36,6 +36,7 @@ const TABLES: { table: RetentionTable; days: (r: RetentionConfig) => number | nu
   { table: 'monitor_debounce', days: (r) => r.eventsDays },
   { table: 'event_signatures', days: () => null },
   { table: 'scan_results', days: (r) => r.resultsDays },
+  { table: 'skipped_entries', days: (r) => r.resultsDays },
   { table: 'audit_log', days: (r) => r.auditDays },
   { table: 'failed_jobs', days: (r) => r.jobsDays },
   { table: 'invalid_jobs', days: (r) => r.jobsDays },

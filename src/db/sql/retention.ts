@@ -3,12 +3,12 @@
  * sweep, what is eligible now, and the advisory lock that keeps sweeps one at a time.
  */
 import type pg from 'pg';
-
-type Queryable = Pick<pg.Pool, 'query'>;
+import type { Queryable } from './queryable.ts';
 
 /** The tables a sweep deletes from (side_effects go with their scan_results). */
 export type RetentionTable =
   | 'scan_results'
+  | 'skipped_entries'
   | 'monitor_events'
   | 'monitor_debounce'
   | 'event_signatures'
@@ -17,13 +17,14 @@ export type RetentionTable =
   | 'invalid_jobs';
 
 /** Every table a sweep reports a count for, in the order `dsx-connect retention` lists them. */
-export const REPORTED_TABLES = ['scan_results', 'side_effects', 'monitor_events', 'monitor_debounce', 'event_signatures', 'audit_log', 'failed_jobs', 'invalid_jobs'] as const;
+export const REPORTED_TABLES = ['scan_results', 'side_effects', 'skipped_entries', 'monitor_events', 'monitor_debounce', 'event_signatures', 'audit_log', 'failed_jobs', 'invalid_jobs'] as const;
 export type ReportedTable = (typeof REPORTED_TABLES)[number];
 
 // One constant statement per table: the table never reaches the SQL text from outside. Each takes the
 // retention in days and the chunk size, but event_signatures, kept for their replay window only.
 const CHUNK_SQL: Record<RetentionTable, { sql: string; days: boolean }> = {
   scan_results: { sql: 'select deleted, side_effects_deleted, finished from dsx_private.retention_sweep_scan_results($1, $2)', days: true },
+  skipped_entries: { sql: 'select deleted, 0 as side_effects_deleted, finished from dsx_private.retention_sweep_skipped_entries($1, $2)', days: true },
   monitor_events: { sql: 'select deleted, 0 as side_effects_deleted, finished from dsx_private.retention_sweep_monitor_events($1, $2)', days: true },
   monitor_debounce: { sql: 'select deleted, 0 as side_effects_deleted, finished from dsx_private.retention_sweep_monitor_debounce($1, $2)', days: true },
   event_signatures: { sql: 'select deleted, 0 as side_effects_deleted, finished from dsx_private.retention_sweep_event_signatures($1)', days: false },
