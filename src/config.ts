@@ -118,7 +118,7 @@ const envSchema = z.object({
   DSX_API_MAX_ROOT_FIELDS: int(DEFAULT_API_LIMITS.maxRootFields),
   DSX_API_MAX_ALIASES: int(DEFAULT_API_LIMITS.maxAliases, 0),
   DSX_API_MAX_COST: int(DEFAULT_API_LIMITS.maxCost),
-  DSX_JWT_SECRET: z.string().min(32, 'must be at least 32 characters (HS256 key)').optional(),
+  DSX_JWT_SECRET: z.preprocess((v) => (v === '' ? undefined : v), z.string().min(32, 'must be at least 32 characters (HS256 key)').optional()),
   DSX_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DSX_RETENTION_RESULTS_DAYS: retentionDays(90),
   DSX_RETENTION_EVENTS_DAYS: retentionDays(14),
