@@ -320,11 +320,12 @@ export async function monitorLatency(server: BenchServer, o: BenchOptions) {
       definition: 'accepted = HTTP 202 received by the sender; finalized = scan_results.finalized_at (clock_timestamp() of the finalize statement)',
       idle: { ...idle, warmup_events: WARMUP_EVENTS, jobs: jobs.summary('idle'), event_loop_delay_ms: idleLoop },
       under_load: { ...load, jobs: jobs.summary('load'), event_loop_delay_ms: loadLoop },
-      targets: { idle_p50_ms: 30, idle_p99_ms: 100, under_load_p99_ms: 500 },
+      // Issue 12: p99 <= 250 ms under a full scan at full speed (it was 500 before the monitor lane).
+      targets: { idle_p50_ms: 30, idle_p99_ms: 100, under_load_p99_ms: 250 },
       holds: {
         idle_p50: idleP.p50 !== null && idleP.p50 <= 30,
         idle_p99: idleP.p99 !== null && idleP.p99 <= 100,
-        under_load_p99: loadP.p99 !== null && loadP.p99 <= 500,
+        under_load_p99: loadP.p99 !== null && loadP.p99 <= 250,
       },
     };
   } finally {

@@ -72,6 +72,11 @@ const envSchema = z.object({
   DSX_ENUMERATION_MAX_ATTEMPTS: int(8),
   DSX_WORKER_CONCURRENCY: int(128),
   DSX_EFFECTS_CONCURRENCY: int(32),
+  // The monitor lane's jobs at once per worker process. Default 16: at 100 events/s (the issue's sizing
+  // case) and ~50 ms per object through ingest, scan (small objects: DSXA answers in ~10-40 ms) and
+  // finalize, ~5 objects are in the lane at a time (Little's law); 16 absorbs bursts of 3x that, or
+  // objects 3x slower, while taking at most 16 of the scanner's slots. Past 1,000 only memory grows.
+  DSX_MONITOR_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(16),
   DSX_WORKER_HEARTBEAT_MS: int(10_000, 100),
   DSX_WORKER_DEAD_AFTER_MS: int(60_000, 500),
   DSX_WEBHOOK_ALLOWED_HOSTS: z.string().default(''),
@@ -114,6 +119,8 @@ export interface Config {
   workerConcurrency: number;
   /** Side-effect jobs (remediation, notification) run at once per worker process, in their own lane. */
   effectsConcurrency: number;
+  /** Monitoring's (and manual scans') ingest, scan and finalize jobs run at once per worker process, in the monitor lane. */
+  monitorConcurrency: number;
   /** How often each worker records that it is alive (and sweeps for dead ones). */
   heartbeatMs: number;
   /** A worker silent this long is dead: its jobs are unlocked for others. */
@@ -168,6 +175,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     enumerationMaxAttempts: e.DSX_ENUMERATION_MAX_ATTEMPTS,
     workerConcurrency: e.DSX_WORKER_CONCURRENCY,
     effectsConcurrency: e.DSX_EFFECTS_CONCURRENCY,
+    monitorConcurrency: e.DSX_MONITOR_CONCURRENCY,
     heartbeatMs: e.DSX_WORKER_HEARTBEAT_MS,
     deadWorkerAfterMs: e.DSX_WORKER_DEAD_AFTER_MS,
     logLevel: e.DSX_LOG_LEVEL,
