@@ -7,6 +7,7 @@
  * database times come from the same host's clock, so differences between the two are meaningful.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createClient } from 'graphql-ws';
@@ -160,6 +161,8 @@ export async function monitorLatency(server: BenchServer, o: BenchOptions) {
   const IDLE_EVENTS = 200;
   const WARMUP_EVENTS = 10;
   const LOAD_EVENTS = 100;
+  // The machine's load average (1, 5, 15 min) around the run: other work on the host moves every figure.
+  const loadBefore = os.loadavg().map(round1);
   const stack = new Stack();
   try {
     const emu = await startEmulatorProcess({ latencyMs: 0, capacity: 256 });
@@ -318,6 +321,7 @@ export async function monitorLatency(server: BenchServer, o: BenchOptions) {
     const loadP = load.accepted_to_finalized_ms;
     return {
       definition: 'accepted = HTTP 202 received by the sender; finalized = scan_results.finalized_at (clock_timestamp() of the finalize statement)',
+      load_average: { before: loadBefore, after: os.loadavg().map(round1) },
       idle: { ...idle, warmup_events: WARMUP_EVENTS, jobs: jobs.summary('idle'), event_loop_delay_ms: idleLoop },
       under_load: { ...load, jobs: jobs.summary('load'), event_loop_delay_ms: loadLoop },
       // Issue 12: p99 <= 250 ms under a full scan at full speed (it was 500 before the monitor lane).

@@ -105,8 +105,10 @@ export const LANES: Record<LaneName, Lane> = {
 export interface WorkerHandle {
   /** The graphile-worker runner of the first lane of the moment (replaced after a database outage). */
   readonly runner: Runner;
-  /** The runners of every lane of the moment. */
+  /** The runners of every lane of the moment, in the order of `lanes`. */
   readonly runners: Runner[];
+  /** The lanes this process runs: those holding a task of one of its roles. */
+  readonly lanes: LaneName[];
   context: PipelineContext;
   /** The filesystem watcher, when this process has the monitor role. */
   watcher: WatcherHandle | null;
@@ -295,6 +297,7 @@ export async function startWorker(args: {
     get runners() {
       return lanes.map((l) => l.current!.runner);
     },
+    lanes: lanes.map((l) => l.name),
     context,
     watcher,
     queues,
