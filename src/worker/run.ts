@@ -1,6 +1,9 @@
 /**
  * Runs graphile-worker for a set of roles: each role is a subset of the tasks, so enumerate, scan,
- * finalize, remediate and notify can run in separate processes or hosts against one database.
+ * finalize, remediate, notify and monitor can run in separate processes or hosts against one database.
+ * Within a process the tasks are split into lanes (pipeline, effects, monitor), one graphile-worker
+ * runner each, with task lists that do not overlap: one graphile-worker schema and one job table, no
+ * queue of our own.
  *
  * Queue settings quote measurements on a 2-core machine: ~1,700 trivial jobs/s with defaults, ~12,000
  * with a local queue and batched completion (completeJobBatchDelay 0). Batching trades a little
