@@ -72,10 +72,11 @@ const envSchema = z.object({
   DSX_ENUMERATION_MAX_ATTEMPTS: int(8),
   DSX_WORKER_CONCURRENCY: int(128),
   DSX_EFFECTS_CONCURRENCY: int(32),
-  // The monitor lane's jobs at once per worker process. Default 16: at 100 events/s (the issue's sizing
-  // case) and ~50 ms per object through ingest, scan (small objects: DSXA answers in ~10-40 ms) and
-  // finalize, ~5 objects are in the lane at a time (Little's law); 16 absorbs bursts of 3x that, or
-  // objects 3x slower, while taking at most 16 of the scanner's slots. Past 1,000 only memory grows.
+  // The monitor lane's jobs at once per worker process. Default 16: at 100 events/s (issue 12's sizing
+  // case) and ~50 ms per object in the lane (ingest ~3-6 ms, finalize ~3-5 ms measured; a small
+  // object's DSXA scan ~10-40 ms), ~5 jobs run at a time (Little's law); 16 absorbs bursts of 3x
+  // that, or objects 3x slower, while taking at most 16 of the scanner's slots. Past 1,000 only
+  // memory grows.
   DSX_MONITOR_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(16),
   DSX_WORKER_HEARTBEAT_MS: int(10_000, 100),
   DSX_WORKER_DEAD_AFTER_MS: int(60_000, 500),
