@@ -957,7 +957,8 @@ AS $function$
      cross join lateral json_array_elements(case when json_typeof(j.payload) = 'array' then j.payload
                                                  else json_build_array(j.payload) end) e
      where e->>'source_type' = 'full_scan' and e->>'source_entity_id' = p_full_scan_id::text
-       and e->>'job_type' in ('full-scan-scope', 'enumerate-scope-page', 'scan-object', 'finalize-scan-object')
+       and e->>'job_type' in ('full-scan-scope', 'enumerate-scope-page', 'scan-object', 'finalize-scan-object',
+                              'monitor-scan-object', 'monitor-finalize-scan-object')
     having exists (select 1 from dsx.full_scans f where f.id = p_full_scan_id and f.finished_at is not null)
   ) c order by c.n
 $function$
@@ -1236,12 +1237,18 @@ $function$
 --   privileges: default
 CREATE OR REPLACE FUNCTION dsx_private.defer_scan_job(p_payload json, p_run_at timestamp with time zone, p_max_attempts integer)
  RETURNS void
- LANGUAGE sql
+ LANGUAGE plpgsql
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  select graphile_worker.add_job('scan-object', p_payload, run_at := p_run_at, max_attempts := p_max_attempts,
-                                 priority := dsx_private.job_priority('scan-object', p_payload->>'source_type'));
-$function$
+declare
+  v_task text := p_payload->>'job_type';
+begin
+  if v_task is null or v_task not in ('scan-object', 'monitor-scan-object') then
+    perform dsx_private.raise('22023', format('defer_scan_job: job_type %s is not a scan task (scan-object, monitor-scan-object)', coalesce(quote_literal(v_task), 'null')));
+  end if;
+  perform graphile_worker.add_job(v_task, p_payload, run_at := p_run_at, max_attempts := p_max_attempts,
+                                  priority := dsx_private.job_priority(v_task, p_payload->>'source_type'));
+end $function$
 
 -- function dsx_private.enqueue_enumeration_page(p_scan dsx.full_scans, p_parent_job_id uuid)
 --   privileges: default
@@ -1579,13 +1586,15 @@ begin
       on conflict (idempotency_key) do nothing
       returning * into v_result;
       if v_result.id is not null then
+        -- In the monitor lane ('monitor-scan-object'): no runner there holds full-scan jobs.
         perform graphile_worker.add_job(
-          'scan-object',
-          dsx_private.job_envelope('scan-object', v_result.scan_job_id, e.correlation_id, p_job_id, p_job_id, v_key,
-                                   'monitor', e.id::text, v_scope.integration_id, v_scope.id, e.object_identity,
-                                   'monitor', jsonb_build_object('size', e.size, 'etag', e.etag, 'mtime', null)),
+          dsx_private.scan_task('monitor'),
+          dsx_private.job_envelope(dsx_private.scan_task('monitor'), v_result.scan_job_id, e.correlation_id, p_job_id,
+                                   p_job_id, v_key, 'monitor', e.id::text, v_scope.integration_id, v_scope.id,
+                                   e.object_identity, 'monitor',
+                                   jsonb_build_object('size', e.size, 'etag', e.etag, 'mtime', null)),
           max_attempts := p_scan_max_attempts,
-          priority := dsx_private.job_priority('scan-object', 'monitor'));
+          priority := dsx_private.job_priority(dsx_private.scan_task('monitor'), 'monitor'));
       else
         select * into v_result from dsx.scan_results r where r.idempotency_key = v_key;
       end if;
@@ -1666,9 +1675,11 @@ CREATE OR REPLACE FUNCTION dsx_private.job_priority(p_task text, p_source_type t
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select case
+    when p_task = 'monitor-finalize-scan-object' then -40
+    when p_task = 'monitor-scan-object' and p_source_type = 'manual' then -30
+    when p_task in ('monitor-scan-object', 'monitor-event-ingest') then -35
     when p_task = 'finalize-scan-object' then -20
     when p_task in ('apply-remediation', 'send-notification') then -15
-    when p_task = 'monitor-event-ingest' then -10
     when p_task = 'scan-object' and p_source_type = 'monitor' then -10
     when p_task = 'scan-object' and p_source_type = 'manual' then -5
     when p_task = 'enumerate-scope-page' then -1
@@ -2004,7 +2015,16 @@ AS $function$
 declare
   v_all text[];
   v_keys text[];
+  v_bad text;
 begin
+  -- A finalize task nobody runs would strand its objects as 'scanned': refused before anything changes.
+  select x->'payload'->>'job_type' into v_bad from jsonb_array_elements(p_items) x
+   where (x->'payload'->>'job_type') is distinct from 'finalize-scan-object'
+     and (x->'payload'->>'job_type') is distinct from 'monitor-finalize-scan-object'
+   limit 1;
+  if found then
+    perform dsx_private.raise('22023', format('record_scans: finalize payload job_type %s is not a finalize task (finalize-scan-object, monitor-finalize-scan-object)', coalesce(quote_literal(v_bad), 'null')));
+  end if;
   -- "= any(v_all)" keeps the planner on the idempotency_key index (see finalize_results).
   select array_agg(x->>'idempotency_key') into v_all from jsonb_array_elements(p_items) x;
   with i as (
@@ -2021,15 +2041,16 @@ begin
   -- Safe for the same reason as in finalize_results: the scan job completes after this commit, synchronously.
   perform set_config('synchronous_commit', 'off', true);
   if cardinality(v_keys) > 0 then
-    -- One batch job carrying a FinalizeScanObjectJob envelope per row that went pending -> scanned
-    -- (that transition admits one envelope per result row, so no job_key is needed).
-    perform graphile_worker.add_jobs(array[
-      row('finalize-scan-object',
-          (select json_agg(i.payload)
-             from (select distinct on (x.idempotency_key) x.*
-                     from jsonb_to_recordset(p_items) as x(idempotency_key text, payload jsonb)) i
-             join unnest(v_keys) as k(key) on k.key = i.idempotency_key),
-          null, null, 25, null, dsx_private.job_priority('finalize-scan-object'), null)::graphile_worker.job_spec]);
+    -- One batch job per lane carrying a FinalizeScanObjectJob envelope per row that went pending ->
+    -- scanned (that transition admits one envelope per result row, so no job_key is needed).
+    perform graphile_worker.add_jobs(array(
+      select row(g.task, g.payloads, null, null, 25, null, dsx_private.job_priority(g.task), null)::graphile_worker.job_spec
+        from (select i.payload->>'job_type' as task, json_agg(i.payload) as payloads
+                from (select distinct on (x.idempotency_key) x.*
+                        from jsonb_to_recordset(p_items) as x(idempotency_key text, payload jsonb)) i
+                join unnest(v_keys) as k(key) on k.key = i.idempotency_key
+               group by i.payload->>'job_type') g
+       order by g.task));
   end if;
   return query
     select x.idempotency_key,
@@ -2489,6 +2510,17 @@ CREATE OR REPLACE FUNCTION dsx_private.scan_result_states(p_keys text[])
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select r.idempotency_key, r.state from dsx.scan_results r where r.idempotency_key = any(p_keys)
+$function$
+
+-- function dsx_private.scan_task(p_source_type text)
+--   privileges: default
+CREATE OR REPLACE FUNCTION dsx_private.scan_task(p_source_type text)
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select case when p_source_type = 'full_scan' then 'scan-object' else 'monitor-scan-object' end
 $function$
 
 -- function dsx_private.tg_audit_log_append_only()
@@ -2959,9 +2991,12 @@ begin
   detail := format('%s decisions with more than one side effect', v_dup_effects);
   return next;
   if f.finished_at is not null then
+    -- Every pipeline task, the monitor lane's included: a full scan's jobs do not use those names
+    -- today, but the check should not depend on which lane a producer chooses.
     select count(*) into v_jobs from graphile_worker._private_jobs j
      where j.payload->>'source_type' = 'full_scan' and j.payload->>'source_entity_id' = p_full_scan_id::text
-       and j.payload->>'job_type' in ('full-scan-scope', 'enumerate-scope-page', 'scan-object', 'finalize-scan-object');
+       and j.payload->>'job_type' in ('full-scan-scope', 'enumerate-scope-page', 'scan-object', 'finalize-scan-object',
+                                      'monitor-scan-object', 'monitor-finalize-scan-object');
     check_name := 'no scan job left queued or locked';
     ok := v_jobs = 0;
     detail := format('%s jobs', v_jobs);

@@ -99,6 +99,12 @@ const envSchema = z.object({
   // Unset: sized from the page size and the worker concurrency (defaultScanWindow below).
   DSX_SCAN_WINDOW: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(1).max(100_000_000).optional()),
   DSX_EFFECTS_CONCURRENCY: int(32),
+  // The monitor lane's jobs at once per worker process. Default 16: at 100 events/s (issue 12's sizing
+  // case) and ~50 ms per object in the lane (ingest ~3-6 ms, finalize ~3-5 ms measured; a small
+  // object's DSXA scan ~10-40 ms), ~5 jobs run at a time (Little's law); 16 absorbs bursts of 3x
+  // that, or objects 3x slower, while taking at most 16 of the scanner's slots. Past 1,000 only
+  // memory grows.
+  DSX_MONITOR_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(16),
   DSX_WORKER_HEARTBEAT_MS: int(10_000, 100),
   DSX_WORKER_DEAD_AFTER_MS: int(60_000, 500),
   DSX_WEBHOOK_ALLOWED_HOSTS: z.string().default(''),
@@ -165,6 +171,8 @@ export interface Config {
   scanWindow: number;
   /** Side-effect jobs (remediation, notification) run at once per worker process, in their own lane. */
   effectsConcurrency: number;
+  /** Monitoring's (and manual scans') ingest, scan and finalize jobs run at once per worker process, in the monitor lane. */
+  monitorConcurrency: number;
   /** How often each worker records that it is alive (and sweeps for dead ones). */
   heartbeatMs: number;
   /** A worker silent this long is dead: its jobs are unlocked for others. */
@@ -237,6 +245,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workerConcurrency: e.DSX_WORKER_CONCURRENCY,
     scanWindow,
     effectsConcurrency: e.DSX_EFFECTS_CONCURRENCY,
+    monitorConcurrency: e.DSX_MONITOR_CONCURRENCY,
     heartbeatMs: e.DSX_WORKER_HEARTBEAT_MS,
     deadWorkerAfterMs: e.DSX_WORKER_DEAD_AFTER_MS,
     logLevel: e.DSX_LOG_LEVEL,

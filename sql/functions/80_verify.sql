@@ -89,9 +89,12 @@ begin
   detail := format('%s decisions with more than one side effect', v_dup_effects);
   return next;
   if f.finished_at is not null then
+    -- Every pipeline task, the monitor lane's included: a full scan's jobs do not use those names
+    -- today, but the check should not depend on which lane a producer chooses.
     select count(*) into v_jobs from graphile_worker._private_jobs j
      where j.payload->>'source_type' = 'full_scan' and j.payload->>'source_entity_id' = p_full_scan_id::text
-       and j.payload->>'job_type' in ('full-scan-scope', 'enumerate-scope-page', 'scan-object', 'finalize-scan-object');
+       and j.payload->>'job_type' in ('full-scan-scope', 'enumerate-scope-page', 'scan-object', 'finalize-scan-object',
+                                      'monitor-scan-object', 'monitor-finalize-scan-object');
     check_name := 'no scan job left queued or locked';
     ok := v_jobs = 0;
     detail := format('%s jobs', v_jobs);
@@ -116,7 +119,8 @@ set search_path = pg_catalog, pg_temp as $$
      cross join lateral json_array_elements(case when json_typeof(j.payload) = 'array' then j.payload
                                                  else json_build_array(j.payload) end) e
      where e->>'source_type' = 'full_scan' and e->>'source_entity_id' = p_full_scan_id::text
-       and e->>'job_type' in ('full-scan-scope', 'enumerate-scope-page', 'scan-object', 'finalize-scan-object')
+       and e->>'job_type' in ('full-scan-scope', 'enumerate-scope-page', 'scan-object', 'finalize-scan-object',
+                              'monitor-scan-object', 'monitor-finalize-scan-object')
     having exists (select 1 from dsx.full_scans f where f.id = p_full_scan_id and f.finished_at is not null)
   ) c order by c.n
 $$;

@@ -21,8 +21,26 @@ export const TASKS = {
   applyRemediation: 'apply-remediation',
   sendNotification: 'send-notification',
   monitorEventIngest: 'monitor-event-ingest',
+  // The monitor lane's ScanObjectJob and FinalizeScanObjectJob (monitoring and manual scans): the same
+  // bodies and code as the full-scan tasks, under names of their own so that a runner of their own
+  // fetches them (src/worker/run.ts, LANES).
+  monitorScanObject: 'monitor-scan-object',
+  monitorFinalizeScanObject: 'monitor-finalize-scan-object',
 } as const;
 export type TaskName = (typeof TASKS)[keyof typeof TASKS];
+/** The task names of a ScanObjectJob: the full-scan lane's and the monitor lane's. */
+export type ScanTask = typeof TASKS.scanObject | typeof TASKS.monitorScanObject;
+/** The task names of a FinalizeScanObjectJob, likewise. */
+export type FinalizeTask = typeof TASKS.finalizeScanObject | typeof TASKS.monitorFinalizeScanObject;
+/**
+ * The finalize task of each scan task: a finalize job stays in the lane its scan ran in. A job is in a
+ * lane by its task name (= its envelope's job_type), chosen by its producer; jobs queued under the
+ * full-scan names before the monitor lane existed keep running there.
+ */
+export const FINALIZE_TASK_OF: Readonly<Record<ScanTask, FinalizeTask>> = {
+  [TASKS.scanObject]: TASKS.finalizeScanObject,
+  [TASKS.monitorScanObject]: TASKS.monitorFinalizeScanObject,
+};
 
 /**
  * Tasks that graphile-worker's crontab schedules (src/worker/run.ts). Their payload is not an envelope
@@ -127,6 +145,8 @@ export const JOB_BODIES = {
   [TASKS.applyRemediation]: sideEffectBody,
   [TASKS.sendNotification]: sideEffectBody,
   [TASKS.monitorEventIngest]: monitorEventIngestBody,
+  [TASKS.monitorScanObject]: scanObjectBody,
+  [TASKS.monitorFinalizeScanObject]: finalizeScanObjectBody,
 } as const;
 
 /** The payload graphile-worker's crontab gives a scheduled job (its `makeJobForItem`). */
@@ -216,7 +236,7 @@ export type JobPayload<T extends TaskName> = (T extends 'monitor-event-ingest' ?
 /*
  * The task names and payloads of the queue, for graphile-worker's typings (addJob, TaskList, Task):
  * a task list or an addJob naming a task that does not exist, or a payload of the wrong shape, is a
- * type error. Finalize jobs are batch jobs: an array of envelopes (a single one is still accepted).
+ * type error. Finalize jobs (of both lanes) are batch jobs: an array of envelopes (a single one is still accepted).
  */
 declare global {
   namespace GraphileWorker {
@@ -229,6 +249,8 @@ declare global {
       'send-notification': JobPayload<'send-notification'>;
       'monitor-event-ingest': JobPayload<'monitor-event-ingest'>;
       'retention-sweep': z.input<typeof cronPayloadSchema>;
+      'monitor-scan-object': JobPayload<'monitor-scan-object'>;
+      'monitor-finalize-scan-object': JobPayload<'monitor-finalize-scan-object'> | JobPayload<'monitor-finalize-scan-object'>[];
     }
   }
 }
