@@ -58,6 +58,11 @@ export interface ScanOptions {
    * object never waits behind a full scan's backlog of scans); in flight, it counts like any other.
    */
   urgent?: boolean;
+  /**
+   * Takes no slot: the health probe's one small request, which must not wait behind a backlog of scans
+   * (each of which may be waiting out its timeout against a scanner that does not answer).
+   */
+  outsideSlots?: boolean;
 }
 
 /** A verdict from DSXA. `httpStatus` is 200, or a 4xx whose body still carried a verdict. */
@@ -186,6 +191,7 @@ export class DsxaClient {
    * scanner, failed), or the caller signal's reason. The body stream is not destroyed here.
    */
   async scanBinary(body: Readable | Buffer, opts: ScanOptions = {}): Promise<ScanResult> {
+    if (opts.outsideSlots) return this.#post(body, opts);
     await this.#slots.acquire(opts.signal, opts.urgent === true);
     try {
       return await this.#post(body, opts);

@@ -78,7 +78,7 @@ export function createPipelineContext(args: { pool: pg.Pool; config: Config; log
   const log = args.log.child({ component: 'scanner-health' });
   const scanner = new ScannerHealth({
     probe: async () => {
-      await dsxa.scanBinary(PROBE_BODY, { metadata: 'dsx-connect health probe' });
+      await dsxa.scanBinary(PROBE_BODY, { metadata: 'dsx-connect health probe', outsideSlots: true });
     },
     onChange: (s) =>
       s.state === 'ok'

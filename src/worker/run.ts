@@ -288,6 +288,11 @@ export async function startWorker(args: {
       }
     }
   };
+  // Each lane's runner keeps one connection for LISTEN; a pool with no room beyond those never runs a job.
+  const poolMax = (args.pool as pg.Pool & { options: { max?: number } }).options.max ?? 10;
+  if (poolMax < lanes.length + 2) {
+    args.log.warn({ poolMax, lanes: lanes.length }, `the database pool (${poolMax} connections) is too small for ${lanes.length} lanes: jobs may never run; size it with workerPoolSize()`);
+  }
   for (const lane of lanes) await launch(lane);
   // A worker started with an unreachable or unauthorized DSXA_URL says so at start (and its scans wait).
   let scannerTimer: NodeJS.Timeout | undefined;

@@ -20,7 +20,7 @@ export interface QueryConfigClient {
 export function fromQueryConfigClient(client: QueryConfigClient): Queryable {
   return {
     async query<R extends pg.QueryResultRow>(text: string, values?: unknown[]) {
-      const r = await client.query<R>({ text, values: values ?? [] });
+      const r = await client.query<R>({ text: text, values: values ?? [] });
       return { rows: [...r.rows], rowCount: r.rowCount ?? r.rows.length };
     },
   };
