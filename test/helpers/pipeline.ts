@@ -140,26 +140,33 @@ export async function waitForFinalized(pool: pg.Pool, id: number, n: number, tim
 
 /**
  * Waits until nothing is left to run in graphile-worker's queue (nothing queued, running or waiting
- * for a retry): every job still in the table is one `worker` already ran successfully (its row is
- * deleted by the next completion batch). Re-checked whenever one of the worker's jobs completes; after
- * this, nothing of the pipeline changes by itself.
+ * for a retry), except the jobs `ignore` accepts: every job still in the table is one `worker` already
+ * ran successfully (its row is deleted by the next completion batch). Re-checked whenever one of the
+ * worker's jobs completes; after this, nothing of the pipeline changes by itself.
  */
-export async function waitForEmptyQueue(pool: pg.Pool, worker: WorkerHandle, timeoutMs = 30_000): Promise<void> {
+export async function waitForEmptyQueue(
+  pool: pg.Pool,
+  worker: WorkerHandle,
+  timeoutMs = 30_000,
+  ignore: (job: { task: string; locked: boolean }) => boolean = () => false,
+): Promise<void> {
   const done = succeeded.get(worker);
   if (!done) throw new Error('waitForEmptyQueue needs a worker started by workers()');
   let left: string[] = [];
   await waitFor(
     async () => {
-      const { rows } = await pool.query<{ id: string; task: string }>(
-        `select j.id::text, t.identifier as task from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id`,
+      const { rows } = await pool.query<{ id: string; task: string; locked: boolean }>(
+        `select j.id::text, t.identifier as task, j.locked_at is not null as locked
+           from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id`,
       );
-      left = rows.filter((r) => !done.has(r.id)).map((r) => `${r.task} ${r.id}`);
+      left = rows.filter((r) => !done.has(r.id) && !ignore(r)).map((r) => `${r.task} ${r.id}${r.locked ? ' (running)' : ''}`);
       return left.length === 0;
     },
     'the job queue to empty',
     timeoutMs,
-    // A job that succeeded before workers() returned is deleted with no event of its own; the local
-    // queue's next fetch (at the latest after the worker's 100 ms poll interval) re-checks.
+    // A job that succeeded before workers() returned is deleted with no event of its own, and a failed
+    // one is unlocked after its job:complete; the local queue's next fetch (at the latest after the
+    // worker's 100 ms poll interval) re-checks.
     jobEvents(worker, 'job:complete', 'localQueue:getJobs:complete'),
   ).catch((err: Error) => {
     throw new Error(`${err.message} (left: ${left.slice(0, 5).join(', ')}${left.length > 5 ? ', ...' : ''})`);
