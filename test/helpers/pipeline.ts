@@ -148,7 +148,7 @@ export async function waitForEmptyQueue(
   pool: pg.Pool,
   worker: WorkerHandle,
   timeoutMs = 30_000,
-  ignore: (job: { task: string; locked: boolean }) => boolean = () => false,
+  ignore: (job: { id: string; task: string; locked: boolean }) => boolean = () => false,
 ): Promise<void> {
   const done = succeeded.get(worker);
   if (!done) throw new Error('waitForEmptyQueue needs a worker started by workers()');
