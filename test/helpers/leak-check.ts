@@ -7,12 +7,17 @@
  * checked once the file's tests and teardowns are done: anything left makes the file exit 1, listed on
  * stderr.
  *
+ * A file whose last test has ended but which opened something outside its tests and has no root
+ * teardown never ends (tap ends such a root only once nothing keeps the process alive). After
+ * DSX_LEAK_CHECK_IDLE_MS (default 30 s) with no test running and the root idle, what the file holds
+ * open fails the file, named, and is closed, instead of tap's timeout five minutes later.
+ *
  * The hook runs after the test's own teardowns (tap 21 runs `afterEach` once the test has fully
  * ended): close what a test opens with `t.teardown` in the test. A file's own root `afterEach` runs
  * after this one, so it cannot close per-test resources in time.
  */
 import t from 'tap';
-import { enterTest, installLeakTracking, leaksOfFile, leaksOfTest } from './leaks.ts';
+import { enterTest, installLeakTracking, leaksOfFile, leaksOfTest, openFileResources, testRunning } from './leaks.ts';
 
 installLeakTracking();
 
@@ -36,10 +41,38 @@ t.afterEach(async (test: TestView) => {
   }
 });
 
+/** How long the root may sit idle, no test running, before what the file holds open is failed and closed. */
+const IDLE_MS = Number(process.env.DSX_LEAK_CHECK_IDLE_MS ?? 30_000);
+
+let ended = false;
+let idleSince: number | undefined;
+let sweeping = false;
+setInterval(() => {
+  if (ended || sweeping) return;
+  if (testRunning() || !(t as unknown as { idle: boolean }).idle) {
+    idleSince = undefined;
+    return;
+  }
+  idleSince ??= Date.now();
+  if (Date.now() - idleSince < IDLE_MS) return;
+  sweeping = true;
+  void openFileResources()
+    .then(async (open) => {
+      if (open.length === 0) return;
+      t.fail(`leak check: ${IDLE_MS} ms after the last test the file still holds open (closed now; close it in a root t.teardown): ${open.join('; ')}`);
+      await leaksOfFile();
+    })
+    .finally(() => {
+      sweeping = false;
+      idleSince = undefined;
+    });
+}, 1_000).unref();
+
 /** How long a finished file may take to exit before what keeps it alive is listed (undici keep-alive sockets close after 4 s). */
 const EXIT_GRACE_MS = 5_000;
 
 t.once('complete', () => {
+  ended = true;
   void leaksOfFile().then((leaks) => {
     if (leaks.length > 0) {
       process.stderr.write(`leak check: left open after the file's last test and teardown (now closed):\n  - ${leaks.join('\n  - ')}\n`);

@@ -316,6 +316,11 @@ export function installLeakTracking(): void {
   installChildren();
 }
 
+/** True while a top-level test runs (between its beforeEach and its leak check). */
+export function testRunning(): boolean {
+  return current !== null;
+}
+
 /** Marks `test` as the running top-level test: what is opened from now on is its own. */
 export function enterTest(test: object): void {
   current = test;
@@ -354,6 +359,16 @@ export async function leaksOfTest(test: object): Promise<string[]> {
 /** Everything still open, whoever opened it (closed now): the check at the end of a file. */
 export function leaksOfFile(): Promise<string[]> {
   return sweep(() => true);
+}
+
+/** What the file opened outside its tests and is still open, without closing it. */
+export async function openFileResources(): Promise<string[]> {
+  const open: string[] = [];
+  for (const e of [...entries].filter((x) => x.owner === null)) {
+    const what = await e.check();
+    if (what !== null) open.push(what);
+  }
+  return open;
 }
 
 /** Open pools and clients connected to `database` other than `except` (closed now), so that it can be dropped. */
