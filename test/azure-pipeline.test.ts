@@ -12,6 +12,7 @@ import { blobNames, startAzurite, uploadBlobs } from '../src/testing/azurite.ts'
 import { EICAR } from '../src/testing/fixtures.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { emulator, testConfig, waitFor, waitForScan, workers } from './helpers/pipeline.ts';
+import { jobEvents } from './helpers/wait.ts';
 
 const az = await startAzurite({ blob: true, queue: true });
 t.teardown(() => az.stop());
@@ -43,11 +44,11 @@ t.test('a full scan of a container tags every object with its verdict and quaran
   });
   const policy = { clean: { tag: true }, malicious: { remediation: 'move', notify: false } };
   const scope = await scopeCreate(db.pool, { integrationId: integration.id, name: 'docs', root: 'in', include: [], exclude: [], policy, monitor: false });
-  await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ pageSize: 4 }) });
+  const w = await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ pageSize: 4 }) });
   const { rows } = await db.pool.query<{ id: string }>(`select (dsx.start_full_scan($1, 'test')).full_scan_id as id`, [scope.id]);
   const scan = await waitForScan(db.pool, Number(rows[0]!.id));
   t.match(scan, { status: 'completed', discovered: 18, clean_count: 17, malicious_count: 1 });
-  await waitFor(async () => !(await db.pool.query(`select 1 from dsx.side_effects where status in ('pending', 'executing')`)).rowCount, 'the remediations');
+  await waitFor(async () => !(await db.pool.query(`select 1 from dsx.side_effects where status in ('pending', 'executing')`)).rowCount, 'the remediations', 30_000, jobEvents(w));
 
   const { rows: effects } = await db.pool.query<{ action: string; status: string; n: number }>(
     'select action, status, count(*)::int as n from dsx.side_effects group by 1, 2 order by 1, 2',
@@ -75,7 +76,7 @@ t.test('monitoring through an Azure Storage Queue scans the blob an Event Grid e
     credentials: { connectionString: az.connectionString },
   });
   await scopeCreate(db.pool, { integrationId: integration.id, name: 'inbox', root: 'drop', include: [], exclude: [], policy: {}, monitor: true });
-  await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ monitorSyncMs: 100, monitorDebounceMs: 0 }) });
+  const w = await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ monitorSyncMs: 100, monitorDebounceMs: 0 }) });
 
   await uploadBlobs(container, { 'drop/new report.com': EICAR });
   const props = await container.getBlobClient('drop/new report.com').getProperties();
@@ -93,8 +94,9 @@ t.test('monitoring through an Azure Storage Queue scans the blob an Event Grid e
   ];
   // Event Grid's storage-queue destination writes each event base64-encoded.
   await queue.sendMessage(Buffer.from(JSON.stringify(event[0])).toString('base64'));
-  await waitFor(async () => (await db.pool.query(`select 1 from dsx.scan_results where source_type = 'monitor' and state = 'finalized'`)).rowCount === 1, 'the scan of the event');
+  await waitFor(async () => (await db.pool.query(`select 1 from dsx.scan_results where source_type = 'monitor' and state = 'finalized'`)).rowCount === 1, 'the scan of the event', 30_000, jobEvents(w));
   const { rows } = await db.pool.query(`select object_identity, outcome from dsx.scan_results where source_type = 'monitor'`);
   t.same(rows, [{ object_identity: 'drop/new report.com', outcome: 'malicious' }]);
+  // The delete is an HTTP call to azurite after the commit, announced by nothing: polled.
   await waitFor(async () => (await queue.peekMessages()).peekedMessageItems.length === 0, 'the message deleted');
 });

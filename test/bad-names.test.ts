@@ -16,6 +16,7 @@ import { fullScanStart, fullScanVerify } from '../src/db/sql/full-scans.ts';
 import { EICAR } from '../src/testing/fixtures.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { emulator, fsScope, getScan, queuedJobs, Stepper, testConfig, waitFor, waitForScan, workers } from './helpers/pipeline.ts';
+import { jobEvents } from './helpers/wait.ts';
 
 /** A short real directory (the 4,000-byte path must stay under PATH_MAX with its root prefix). */
 function tempDir(t: Test): string {
@@ -117,7 +118,7 @@ t.test('a full scan of awkward names finalizes every file once, scanning the rig
   const emu = await emulator(t);
   const scope = await fsScope(db.pool, { dir: root, policy: { malicious: { remediation: 'move', notify: false } } });
   const dataDir = tempDir(t); // the default quarantine lives there, outside the share
-  await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ dataDir }) });
+  const w = await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ dataDir }) });
   const { fullScanId } = await fullScanStart(db.pool, scope.id, 'tester');
   const scan = await waitForScan(db.pool, fullScanId, 60_000);
   const malicious = files.filter((f) => f.malicious).length;
@@ -137,7 +138,7 @@ t.test('a full scan of awkward names finalizes every file once, scanning the rig
   }
   // Remediation acted on the same bytes: each malicious file moved into quarantine under its own name.
   const effects = async () => (await db.pool.query(`select status, count(*)::int as n from dsx.side_effects group by 1`)).rows;
-  await waitFor(async () => (await effects()).every((e) => e.status !== 'pending' && e.status !== 'executing'), 'the remediations to run');
+  await waitFor(async () => (await effects()).every((e) => e.status !== 'pending' && e.status !== 'executing'), 'the remediations to run', 30_000, jobEvents(w));
   t.same(await effects(), [{ status: 'done', n: malicious }]);
   const { rows: moves } = await db.pool.query(
     `select r.object_identity, e.detail from dsx.side_effects e join dsx.scan_results r on r.id = e.scan_result_id`,

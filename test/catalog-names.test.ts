@@ -10,7 +10,7 @@ import { NAME_RULE } from '../graphql/plugins/errors.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { apiServer, token } from './helpers/graphql.ts';
 import { runCli } from './helpers/cli-run.ts';
-import { waitFor } from './helpers/pipeline.ts';
+import { waitUntilBlocked } from './helpers/wait.ts';
 
 /** What no message may look like. */
 const RAW = /violates|duplicate key|constraint "|domain dsx\.name/;
@@ -160,9 +160,9 @@ t.test('a name taken by a concurrent transaction is still said in words through 
   await other.query('begin');
   await other.query(`select (dsx.create_scope($1, 'taken', 'taken')).id`, [integ[0]!.id]);
   const renaming = api.query('mutation($id: BigInt!) { updateScopeByRowId(input: {rowId: $id, scopePatch: {name: "taken"}}) { scope { name } } }', { id: scope[0]!.id }, await token('operator'));
-  // The rename waits on the unique index for the other session (a condition, polled; no fixed sleep).
-  await waitFor(async () => (await db.pool.query(`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()`)).rows[0].n > 0,
-    'the rename to wait for the other transaction', 10_000);
+  // The rename waits on the unique index for the other session.
+  const { rows: otherPid } = await other.query<{ pid: number }>('select pg_backend_pid() as pid');
+  await waitUntilBlocked(db.pool, { blocker: otherPid[0]!.pid }, 'the rename to wait for the other transaction');
   await other.query('commit');
   const r = await renaming;
   t.match(r.errors, [{ message: 'a scope named "taken" already exists (see: dsx-connect scope list)', extensions: { code: '23505' } }], 'the unique violation is said in words');

@@ -11,7 +11,9 @@ import { PROJECT_DIR } from '../src/config.ts';
 import { freePort } from '../src/testing/ports.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { apiServer, token } from './helpers/graphql.ts';
+import { EventEmitter } from 'node:events';
 import { emulator, fsScope, getScan, syntheticScope, waitFor, workers } from './helpers/pipeline.ts';
+import { emitted, jobEvents } from './helpers/wait.ts';
 
 const MAIN = path.join(PROJECT_DIR, 'src', 'cli', 'main.ts');
 const NO_DATABASE = 'postgres://nobody:nothing@127.0.0.1:1/none';
@@ -107,7 +109,7 @@ t.test('a failed scan exits 3, a canceled one 4; scan status and scan cancel wor
   const gone = path.join(t.testdir({ data: { 'a.txt': 'a' } }), 'data');
   await fsScope(db.pool, { dir: gone, name: 'gone' });
   fs.rmSync(gone, { recursive: true });
-  await workers(t, db.pool, { dsxaUrl: emu.url, concurrency: 8 });
+  const w = await workers(t, db.pool, { dsxaUrl: emu.url, concurrency: 8 });
   const failed = await cli(env, ['scan', 'start', 'gone', '--follow']);
   t.equal(failed.code, 3, `a failed scan exits 3: ${failed.stdout} ${failed.stderr}`);
   t.match(failed.stdout, /: failed\n(.*\n)*  error: enumeration of page 0 failed/);
@@ -115,18 +117,28 @@ t.test('a failed scan exits 3, a canceled one 4; scan status and scan cancel wor
   // Canceled: follow a slow scan, cancel it from a second CLI.
   const scope = await syntheticScope(db.pool, { objects: 5000, name: 'slow' });
   let id = 0;
+  const output = new EventEmitter();
   const following = cli(env, ['scan', 'start', String(scope.id), '--follow'], {
-    onStdout: (c) => { id ||= Number(/full scan (\d+) of scope slow/.exec(c)?.[1] ?? 0); },
+    onStdout: (c) => {
+      id ||= Number(/full scan (\d+) of scope slow/.exec(c)?.[1] ?? 0);
+      output.emit('data');
+    },
   });
-  await waitFor(async () => id > 0 && (await getScan(db.pool, id)).finalized > 20, 'the scan to make progress');
+  await waitFor(async () => id > 0 && (await getScan(db.pool, id)).finalized > 20, 'the scan to make progress', 30_000, [emitted(output, 'data'), jobEvents(w)]);
   const status = await cli(env, ['scan', 'status', String(id)]);
   t.equal(status.code, 0, 'a running scan: status exits 0');
   t.match(status.stdout, new RegExp(`^full scan ${id} of scope slow: running\n  finalized \\d+/\\d+`));
   // Ctrl-C stops following, not the scan: exit 130 and a line saying how to follow again.
   let watching = false;
   let interrupt = () => {};
-  const watcher = cli(env, ['scan', 'status', String(id), '--follow'], { onStdout: () => { watching = true; }, onSpawn: (p) => { interrupt = () => p.kill('SIGINT'); } });
-  await waitFor(async () => watching, 'the second follower to show progress');
+  const watcher = cli(env, ['scan', 'status', String(id), '--follow'], {
+    onStdout: () => {
+      watching = true;
+      output.emit('data');
+    },
+    onSpawn: (p) => { interrupt = () => p.kill('SIGINT'); },
+  });
+  await waitFor(() => watching, 'the second follower to show progress', 30_000, emitted(output, 'data'));
   interrupt();
   const stopped = await watcher;
   t.equal(stopped.code, 130, 'SIGINT while following exits 130');

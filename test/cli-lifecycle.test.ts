@@ -13,7 +13,8 @@ import { openDatabase } from '../src/db/connect.ts';
 import { integrationCreate, scopeCreate } from '../src/db/sql/catalog.ts';
 import { fullScanStart } from '../src/db/sql/full-scans.ts';
 import { createTestDatabase } from './helpers/db.ts';
-import { emulator, waitFor } from './helpers/pipeline.ts';
+import { emulator, waitFor, waitForFinalized } from './helpers/pipeline.ts';
+import { within } from './helpers/wait.ts';
 import {
   BIN, childPids, commandLine, dataDir, descendants, freeFixedPort, isRunning, logLinesAtLeast, MAIN, portOpen, printedPort, processesWith, productEnv, start, systemNode,
 } from './helpers/processes.ts';
@@ -73,6 +74,7 @@ function embeddedEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
 
 /** Asserts that the embedded PostgreSQL of `dir` stopped: its port closed, its postmaster gone, postmaster.pid removed. */
 async function assertDatabaseStopped(t: Test, dir: string, port: number) {
+  // The server is a grandchild of this process: no exit event reaches us, so its port is polled.
   await waitFor(async () => !(await portOpen(port)), 'the embedded PostgreSQL to stop', 15_000);
   t.same(processesWith(path.join(dir, 'pg')), [], 'no postgres process of the data directory is left');
   t.notOk(fs.existsSync(path.join(dir, 'pg', 'postmaster.pid')), 'postmaster.pid is gone: a clean shutdown');
@@ -99,10 +101,7 @@ t.test('Ctrl-C of `npm start` during a scan stops the workers and the API, then 
   const integ = await integrationCreate(db.pool, { name: 'load', kind: 'synthetic', settings: { objects: 50_000 } });
   const scope = await scopeCreate(db.pool, { integrationId: integ.id, name: 'load', root: '', include: [], exclude: [], policy: {}, monitor: false });
   const { fullScanId } = await fullScanStart(db.pool, scope.id, 'test');
-  await waitFor(async () => {
-    const { rows } = await db.pool.query('select finalized::int as n from dsx.full_scans where id = $1', [fullScanId]);
-    return rows[0].n > 0;
-  }, 'the scan to finalize objects');
+  await waitForFinalized(db.pool, fullScanId, 1);
   await db.close();
 
   const devPids = descendants(npm.pid).filter((p) => /^\S*node src\/cli\/main\.ts dev/.test(commandLine(p)));
@@ -149,7 +148,10 @@ t.test('npm forwards SIGTERM to dev when the script execs it (as the start scrip
 
 t.test('a second Ctrl-C a second after the first exits at once, and still stops the embedded database', async (t) => {
   // A scanner that never answers in time: the graceful stop waits for the scans in flight.
-  const emu = await emulator(t, { latencyMs: 120_000 });
+  // faultOn is asked as each scan request arrives, just before it takes its capacity slot.
+  let arrived!: () => void;
+  const inFlight = new Promise<void>((resolve) => (arrived = resolve));
+  const emu = await emulator(t, { latencyMs: 120_000, faultOn: () => (setImmediate(arrived), null) });
   const env = embeddedEnv({ PORT: '0', DSXA_URL: emu.url });
   const dev = start(t, process.execPath, [MAIN, 'dev'], { env });
   await dev.waitForStdout(/DSX-Connect is running/, 120_000);
@@ -158,7 +160,8 @@ t.test('a second Ctrl-C a second after the first exits at once, and still stops 
   const { rows } = await db.pool.query("select id from dsx.scopes where name = 'demo'");
   await fullScanStart(db.pool, Number(rows[0].id), 'test');
   await db.close();
-  await waitFor(async () => emu.stats().inFlight > 0, 'scans in flight at the scanner');
+  await within(inFlight, 60_000, 'scans in flight at the scanner');
+  t.ok(emu.stats().inFlight > 0, 'scans are in flight at the scanner');
 
   dev.proc.kill('SIGINT');
   dev.proc.kill('SIGINT'); // the same Ctrl-C delivered twice (terminal and a forwarding parent)
@@ -224,6 +227,7 @@ t.test('Ctrl-C of a command waiting on the database interrupts it: exit 130, no 
   // The command's sessions: the ones whose last query read the progress view (this test never does).
   const sessions = async () =>
     (await db.pool.query("select count(*)::int as n from pg_stat_activity where datname = current_database() and query ilike '%full_scan_progress%' and pid <> pg_backend_pid()")).rows[0].n as number;
+  // Nothing announces a session's last query: pg_stat_activity is polled.
   await waitFor(async () => (await sessions()) > 0, 'the command to poll the scan');
   waiting.proc.kill('SIGINT');
   t.same(await waiting.exited(15_000), { code: 130, signal: null });

@@ -230,10 +230,14 @@ t.test('latency and capacity', async (t) => {
 });
 
 t.test('queued requests are counted and a larger capacity lets them in', async (t) => {
-  const emu = await emulator(t, { capacity: 1, latencyMs: 300 });
+  // faultOn is asked once per arriving request, just before it takes or queues for a capacity slot.
+  let arrivals = 0;
+  let allArrived!: () => void;
+  const arrived = new Promise<void>((resolve) => (allArrived = resolve));
+  const emu = await emulator(t, { capacity: 1, latencyMs: 300, faultOn: () => (++arrivals === 4 && setImmediate(allArrived), null) });
   const dsxa = client(t, emu.url);
   const all = Promise.all(Array.from({ length: 4 }, () => dsxa.scanBinary(Buffer.from('q'))));
-  await new Promise((r) => setTimeout(r, 100));
+  await arrived;
   t.equal(emu.stats().inFlight, 1);
   t.equal(emu.stats().queued, 3);
   emu.setOptions({ capacity: 4 });
@@ -299,10 +303,12 @@ t.test('faults', async (t) => {
   });
 
   t.test('a hanging request is destroyed by close()', async (t) => {
-    const emu = await startEmulator({ failRate: 1, faultKinds: ['hang'] });
+    let hung!: () => void;
+    const hanging = new Promise<void>((resolve) => (hung = resolve));
+    const emu = await startEmulator({ faultOn: () => (hung(), 'hang') });
     const dsxa = client(t, emu.url, { timeoutMs: 10_000 });
     const p = dsxa.scanBinary(Buffer.from('x'));
-    await new Promise((r) => setTimeout(r, 50));
+    await hanging;
     await emu.close();
     const err = await rejection(t, p);
     t.equal(err.kind, 'unavailable');

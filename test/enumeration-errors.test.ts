@@ -9,6 +9,7 @@ import t from 'tap';
 import { PROJECT_DIR } from '../src/config.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { emulator, syntheticScope, testConfig, waitFor, waitForScan, workers } from './helpers/pipeline.ts';
+import { jobEvents } from './helpers/wait.ts';
 
 const BIN = path.join(PROJECT_DIR, 'bin', 'dsx-connect.js');
 
@@ -33,9 +34,9 @@ t.test('a failing listing is shown with its attempt and next try, and fails the 
   const db = await createTestDatabase(t);
   const emu = await emulator(t);
   const scope = await syntheticScope(db.pool, { objects: 10, settings: { faults: { list_fail_rate: 1 } } });
-  await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ enumerationMaxAttempts: 3 }) });
+  const w = await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ enumerationMaxAttempts: 3 }) });
   const id = await start(db.pool, scope.id);
-  await waitFor(async () => (await db.pool.query('select 1 from dsx.full_scans where enumeration_error is not null')).rowCount === 1, 'the first error');
+  await waitFor(async () => (await db.pool.query('select 1 from dsx.full_scans where enumeration_error is not null')).rowCount === 1, 'the first error', 30_000, jobEvents(w));
 
   const { rows } = await db.pool.query(
     'select status, enumeration_error, enumeration_attempt, enumeration_max_attempts, enumeration_retry_at > now() as later from dsx.full_scan_progress where id = $1',

@@ -7,6 +7,7 @@ import t, { type Test } from 'tap';
 import { fullScanStart } from '../src/db/sql/full-scans.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { emulator, getScan, queuedJobs, Stepper, syntheticScope, waitFor, workers } from './helpers/pipeline.ts';
+import { jobEvents } from './helpers/wait.ts';
 
 type Envelope = { idempotency_key: string; job_type: string };
 
@@ -70,10 +71,12 @@ t.test('an envelope that fails is retried alone, an invalid one recorded; the re
     JSON.stringify([...envelopes.slice(0, 3), bad, ...envelopes.slice(3, 5), failing]),
   ]);
 
-  await workers(t, db.pool, { dsxaUrl: emu.url, roles: ['finalize'] });
-  await waitFor(async () => (await getScan(db.pool, fullScanId)).finalized === 5, 'the valid envelopes finalized');
-  // graphile-worker counts an attempt when it locks a job: wait for the failure itself.
-  await waitFor(async () => (await db.pool.query(`select 1 from graphile_worker._private_jobs where last_error is not null`)).rowCount === 1, 'the failure is recorded');
+  const w = await workers(t, db.pool, { dsxaUrl: emu.url, roles: ['finalize'] });
+  await waitFor(async () => (await getScan(db.pool, fullScanId)).finalized === 5, 'the valid envelopes finalized', 30_000, jobEvents(w));
+  // graphile-worker counts an attempt when it locks a job: wait for the failure itself, written by its
+  // batched failJob after job:complete (the local queue's next fetch re-checks too).
+  await waitFor(async () => (await db.pool.query(`select 1 from graphile_worker._private_jobs where last_error is not null`)).rowCount === 1, 'the failure is recorded',
+    30_000, jobEvents(w, 'job:complete', 'localQueue:getJobs:complete'));
   const left = await queuedJobs(db.pool, 'finalize-scan-object');
   t.equal(left.length, 1, 'one job is left for retry');
   t.same((left[0]!.payload as Envelope[]).map((e) => e.idempotency_key), [failing.idempotency_key], 'holding the failed envelope only');

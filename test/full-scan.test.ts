@@ -6,7 +6,7 @@ import t from 'tap';
 import { fullScanCancel, fullScanStart, fullScanVerify } from '../src/db/sql/full-scans.ts';
 import { generateTree } from '../src/testing/tree.ts';
 import { createTestDatabase } from './helpers/db.ts';
-import { emulator, fsScope, getScan, queuedJobs, syntheticScope, waitForScan, workers } from './helpers/pipeline.ts';
+import { emulator, fsScope, getScan, queuedJobs, syntheticScope, waitForEmptyQueue, waitForFinalized, waitForScan, workers } from './helpers/pipeline.ts';
 
 t.test('a full scan of a generated tree completes with exact counts per outcome, and its results are queryable', async (t) => {
   const db = await createTestDatabase(t);
@@ -14,7 +14,7 @@ t.test('a full scan of a generated tree completes with exact counts per outcome,
   const tree = generateTree(dir, { files: 1200, eicar: 4, empty: 6 });
   const emu = await emulator(t);
   const scope = await fsScope(db.pool, { dir });
-  await workers(t, db.pool, { dsxaUrl: emu.url });
+  const w = await workers(t, db.pool, { dsxaUrl: emu.url });
 
   const start = await fullScanStart(db.pool, scope.id, 'tester');
   t.equal(start.alreadyActive, false);
@@ -68,7 +68,8 @@ t.test('a full scan of a generated tree completes with exact counts per outcome,
   // Default policy: malicious -> notify; with no channel configured the decision is recorded as skipped.
   const { rows: effects } = await db.pool.query(`select kind, status, count(*)::int as n from dsx.side_effects group by 1, 2`);
   t.same(effects, [{ kind: 'notification', status: 'skipped', n: tree.eicar }]);
-  t.same(await queuedJobs(db.pool), [], 'nothing is left in the queue');
+  // The scan completes in the last finalize job's transaction; that job's row goes a moment later.
+  await t.resolves(waitForEmptyQueue(db.pool, w), 'nothing is left in the queue');
   const checks = await fullScanVerify(db.pool, scan.id);
   t.same(checks.filter((c) => !c.ok), [], 'the invariant checker passes');
   t.equal(checks.length, 8);
@@ -124,9 +125,10 @@ t.test('cancel', async (t) => {
     const emu = await emulator(t);
     const { fullScanId } = await fullScanStart(db.pool, scope.id, 'tester');
     t.equal(await fullScanCancel(db.pool, fullScanId, 'interrupt', 'tester'), 'canceled');
-    await workers(t, db.pool, { dsxaUrl: emu.url });
+    const w = await workers(t, db.pool, { dsxaUrl: emu.url });
     const probes = emu.stats().requests; // the worker's check of the scanner at start
-    await new Promise((r) => setTimeout(r, 500));
+    // The scan's first job runs, finds the scan canceled and emits nothing.
+    await waitForEmptyQueue(db.pool, w);
     const scan = await getScan(db.pool, fullScanId);
     t.match(scan, { status: 'canceled', discovered: 0, finalized: 0, pages: 0 });
     t.ok(scan.finished_at);
@@ -138,14 +140,10 @@ t.test('cancel', async (t) => {
       const db = await createTestDatabase(t);
       const scope = await syntheticScope(db.pool, { objects: 3000 });
       const emu = await emulator(t, { latencyMs: 20, capacity: 4 });
-      await workers(t, db.pool, { dsxaUrl: emu.url });
+      const w = await workers(t, db.pool, { dsxaUrl: emu.url });
       const { fullScanId } = await fullScanStart(db.pool, scope.id, 'tester');
-      // Wait until some objects are finalized but the scan is far from done.
-      for (;;) {
-        const s = await getScan(db.pool, fullScanId);
-        if (s.finalized >= 20) break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      // Some objects finalized but the scan far from done.
+      await waitForFinalized(db.pool, fullScanId, 20);
       await fullScanCancel(db.pool, fullScanId, mode, 'tester');
       const atCancel = await getScan(db.pool, fullScanId);
       t.equal(atCancel.status, 'canceled');
@@ -169,8 +167,8 @@ t.test('cancel', async (t) => {
       } else {
         t.equal(scan.canceled_count, 0, 'drain scans what was queued');
       }
-      // Give in-flight jobs time to run: nothing may change afterwards.
-      await new Promise((r) => setTimeout(r, 300));
+      // Once every job that was in flight has run out, nothing has changed.
+      await waitForEmptyQueue(db.pool, w);
       t.same(await getScan(db.pool, fullScanId), scan);
     });
   }

@@ -1,7 +1,9 @@
 import t from 'tap';
 import { createTestDatabase } from './helpers/db.ts';
 import { apiServer, operation, token, waitForListen, type GraphQLResult } from './helpers/graphql.ts';
-import { emulator, getScan, queuedJobs, syntheticScope, waitForScan, workers } from './helpers/pipeline.ts';
+import { EventEmitter } from 'node:events';
+import { emulator, getScan, queuedJobs, syntheticScope, waitForFinalized, waitForScan, workers } from './helpers/pipeline.ts';
+import { emitted, waitFor } from './helpers/wait.ts';
 
 const n = (v: unknown) => Number(v);
 
@@ -65,15 +67,16 @@ t.test('scanResults streams detections of a scope as they are finalized', async 
   const api = await apiServer(t, db.url);
   const scope = await syntheticScope(db.pool, { objects: 2500 });
   const seen: string[] = [];
+  const arrivals = new EventEmitter();
   const sub = api.subscribe(operation('watch-detections'), { scopeId: scope.id }, await token('viewer'), (e) => {
     seen.push(e.data?.scanResults?.outcome);
+    arrivals.emit('event');
   });
   await waitForListen(db.pool, `dsx_scan_results:${scope.id}`);
   const started = await api.query(operation('start-full-scan'), { scopeId: scope.id }, await token('operator'));
   await workers(t, db.pool, { dsxaUrl: emu.url });
   const scan = await waitForScan(db.pool, n(started.data.startFullScan.fullScan.rowId));
-  const deadline = Date.now() + 5000;
-  while (seen.length < scan.malicious_count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  await waitFor(() => seen.length >= scan.malicious_count, 'an event per detection', 5_000, emitted(arrivals, 'event')).catch(() => {});
   t.same(seen, Array(scan.malicious_count).fill('malicious'), 'one event per malicious object, nothing else');
   t.ok(scan.malicious_count >= 2);
   void sub.done.catch(() => {});
@@ -92,7 +95,7 @@ t.test('cancel through the API ends the progress subscription with a canceled ev
       const sub = api.subscribe(operation('full-scan-progress'), { fullScanId: id }, operator);
       await sub.firstEvent;
       await workers(t, db.pool, { dsxaUrl: emu.url });
-      while (n((await getScan(db.pool, id)).finalized) < 50) await new Promise((r) => setTimeout(r, 20));
+      await waitForFinalized(db.pool, id, 50);
       const canceled = await api.query(operation('cancel-full-scan'), { fullScanId: id, mode }, operator);
       t.notOk(canceled.errors, JSON.stringify(canceled.errors));
       t.match(canceled.data.cancelFullScan.fullScan, { status: 'canceled', cancelMode: mode.toLowerCase() });

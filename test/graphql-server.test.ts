@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import { PROJECT_DIR } from '../src/config.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { JWT_SECRET, token } from './helpers/graphql.ts';
+import { start } from './helpers/processes.ts';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -18,21 +18,13 @@ async function freePort(): Promise<number> {
 t.test('dsx-connect server serves GraphQL, GraphiQL, health and readiness, and stops cleanly on SIGTERM', async (t) => {
   const db = await createTestDatabase(t);
   const port = await freePort();
-  const proc = spawn(process.execPath, [path.join(PROJECT_DIR, 'bin', 'dsx-connect.js'), 'server'], {
+  const server = start(t, process.execPath, [path.join(PROJECT_DIR, 'bin', 'dsx-connect.js'), 'server'], {
     env: { ...process.env, DATABASE_URL: db.url, PORT: String(port), DSX_JWT_SECRET: JWT_SECRET, DSX_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  t.teardown(() => { proc.kill('SIGKILL'); });
-  let out = '';
-  proc.stdout.on('data', (d) => { out += d; });
-  proc.stderr.on('data', (d) => { out += d; });
-  const deadline = Date.now() + 30_000;
-  while (!out.includes('GraphQL API:')) {
-    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`server did not start: ${out}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await server.waitForStdout(/GraphQL API:/, 30_000);
+  const out = () => server.stdout() + server.stderr();
   const base = `http://127.0.0.1:${port}`;
-  t.match(out, `${base}/graphql`);
+  t.match(out(), `${base}/graphql`);
   t.same(await (await fetch(`${base}/healthz`)).json(), { status: 'ok' });
   t.match(await (await fetch(`${base}/readyz`)).json(), { status: 'ready', scanner: { state: 'unknown' } });
   const page = await fetch(`${base}/`, { headers: { accept: 'text/html' } });
@@ -55,9 +47,8 @@ t.test('dsx-connect server serves GraphQL, GraphiQL, health and readiness, and s
   });
   t.match(await post('not-a-jwt'), { errors: [{ message: /authentication failed: invalid token/, extensions: { code: 'UNAUTHENTICATED' } }] });
   t.same(await post(await token('viewer')), { data: { allFullScans: { totalCount: 0 } } });
-  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-  proc.kill('SIGTERM');
-  t.equal(await exited, 0, 'exits 0 on SIGTERM');
-  t.notMatch(out, /GRAPHILE_ENV/, 'no GRAPHILE_ENV warning at start');
-  t.notMatch(out, /SafeError|at context/, 'a refused token logs no stack trace');
+  server.proc.kill('SIGTERM');
+  t.match(await server.exited(), { code: 0 }, 'exits 0 on SIGTERM');
+  t.notMatch(out(), /GRAPHILE_ENV/, 'no GRAPHILE_ENV warning at start');
+  t.notMatch(out(), /SafeError|at context/, 'a refused token logs no stack trace');
 });

@@ -8,7 +8,8 @@
 import t from 'tap';
 import { parseJob, type TaskName } from '../src/jobs/envelope.ts';
 import { createTestDatabase } from './helpers/db.ts';
-import { emulator, fsScope, queuedJobs, Stepper, testConfig, waitFor, workers } from './helpers/pipeline.ts';
+import { emulator, fsScope, queuedJobs, Stepper, testConfig, waitFor, waitForEmptyQueue, workers } from './helpers/pipeline.ts';
+import { jobEvents } from './helpers/wait.ts';
 import { EICAR } from '../src/testing/fixtures.ts';
 
 t.test('every payload every SQL producer emits parses with its consumer\'s schema', async (t) => {
@@ -97,8 +98,11 @@ t.test('a payload of a newer schema version is retried until an upgraded worker 
     body: { full_scan_id: 1, something_new: true },
   };
   const { rows } = await db.pool.query<{ id: string }>(`select (graphile_worker.add_job('full-scan-scope', $1::json)).id::text`, [JSON.stringify(payload)]);
-  await workers(t, db.pool, { dsxaUrl: emu.url, roles: ['enumerate'] });
-  await waitFor(async () => (await db.pool.query('select 1 from graphile_worker._private_jobs where id = $1 and last_error is not null', [rows[0]!.id])).rowCount === 1, 'the first attempt');
+  const w = await workers(t, db.pool, { dsxaUrl: emu.url, roles: ['enumerate'] });
+  // The failure is written by graphile-worker's batched failJob after job:complete: the local queue's
+  // next fetch re-checks too.
+  await waitFor(async () => (await db.pool.query('select 1 from graphile_worker._private_jobs where id = $1 and last_error is not null', [rows[0]!.id])).rowCount === 1, 'the first attempt',
+    30_000, jobEvents(w, 'job:complete', 'localQueue:getJobs:complete'));
   const { rows: job } = await db.pool.query('select attempts, last_error from graphile_worker._private_jobs where id = $1', [rows[0]!.id]);
   t.match(job[0], { attempts: 1, last_error: /schema_version 2, newer than this worker's 1: it is retried until an upgraded worker takes it/ }, 'failed, to be retried');
   t.equal((await db.pool.query('select count(*)::int as n from dsx.invalid_jobs')).rows[0].n, 0, 'not recorded as invalid');
@@ -117,9 +121,10 @@ t.test('a value the database refuses (a NUL character) in a job is recorded as i
   // one back, and the database refuses it in jsonb.
   envelopes[0]!.body.result.response = { ...envelopes[0]!.body.result.response, note: 'a\u0000b' };
   await db.pool.query('update graphile_worker._private_jobs set payload = $2::json where id = $1', [batch!.id, JSON.stringify(envelopes)]);
-  await workers(t, db.pool, { dsxaUrl: emu.url, roles: ['finalize'] });
-  await waitFor(async () => (await db.pool.query(`select 1 from dsx.invalid_jobs`)).rowCount === 1, 'the forged envelope to be recorded');
-  await waitFor(async () => (await db.pool.query(`select 1 from dsx.scan_results where state = 'finalized'`)).rowCount === 1, 'the other envelope to be finalized');
+  const w = await workers(t, db.pool, { dsxaUrl: emu.url, roles: ['finalize'] });
+  await waitFor(async () => (await db.pool.query(`select 1 from dsx.invalid_jobs`)).rowCount === 1, 'the forged envelope to be recorded', 30_000, jobEvents(w));
+  await waitFor(async () => (await db.pool.query(`select 1 from dsx.scan_results where state = 'finalized'`)).rowCount === 1, 'the other envelope to be finalized', 30_000, jobEvents(w));
+  await waitForEmptyQueue(db.pool, w); // its completion commits a moment after the job
   const { rows } = await db.pool.query('select task, error from dsx.invalid_jobs');
   t.match(rows, [{ task: 'finalize-scan-object', error: /the database refuses a value of it \(.*(u0000|Unicode)/ }]);
   t.equal((await queuedJobs(db.pool, 'finalize-scan-object')).length, 0, 'nothing left to retry: the worker did not crash on it');

@@ -16,7 +16,9 @@ import { signBody } from '../src/notify/webhook.ts';
 import { signEventRequest } from '../src/monitor/intake-auth.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { apiServer, token } from './helpers/graphql.ts';
-import { emulator, queuedJobs, Stepper, testConfig, waitFor, waitForScan, workers } from './helpers/pipeline.ts';
+import type { WorkerHandle } from '../src/worker/run.ts';
+import { emulator, queuedJobs, scanEvents, Stepper, testConfig, waitFor, waitForEmptyQueue, waitForScan, workers } from './helpers/pipeline.ts';
+import { jobEvents } from './helpers/wait.ts';
 
 const SECRET = 'monitor-test-secret-0123456789';
 
@@ -72,8 +74,8 @@ async function events(pool: import('pg').Pool): Promise<EventRow[]> {
   return rows as EventRow[];
 }
 
-/** Waits until the monitoring result of event `eventId` is finalized; returns it. */
-async function monitorResult(pool: import('pg').Pool, eventId: number) {
+/** Waits until the monitoring result of event `eventId` is finalized (re-checked as jobs of `w` complete); returns it. */
+async function monitorResult(pool: import('pg').Pool, w: WorkerHandle, eventId: number) {
   let row: any;
   await waitFor(async () => {
     const { rows } = await pool.query(
@@ -82,7 +84,7 @@ async function monitorResult(pool: import('pg').Pool, eventId: number) {
     );
     row = rows[0];
     return !!row;
-  }, `the scan of event ${eventId}`, 20_000);
+  }, `the scan of event ${eventId}`, 20_000, jobEvents(w));
   return row;
 }
 
@@ -106,7 +108,7 @@ const s3Records = (key: string, sequencer: string) => ({
 t.test('every event format is accepted, authenticated, and scanned through the pipeline', async (t) => {
   const { db, post, write, scope } = await setup(t);
   const emu = await emulator(t);
-  await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ monitorDebounceMs: 200 }) });
+  const w = await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ monitorDebounceMs: 200 }) });
 
   write('watched/docs/a file.txt', 'plain s3');
   write('watched/sns.txt', 'via sns');
@@ -157,7 +159,7 @@ t.test('every event format is accepted, authenticated, and scanned through the p
     'identities decoded (S3 keys are URL-encoded)',
   );
   for (const id of ids) {
-    const r = await monitorResult(db.pool, id);
+    const r = await monitorResult(db.pool, w, id);
     t.equal(r.source_type, 'monitor');
     t.equal(Number(r.scope_id), scope.id);
     t.equal(r.full_scan_id, null, 'not part of a full scan');
@@ -255,7 +257,7 @@ t.test('refused requests: authentication, unknown integration, malformed and ove
 t.test('events outside every scope, excluded names, deletes and unmonitored scopes are recorded, counted, not scanned', async (t) => {
   const { db, post, write, scope, quiet } = await setup(t);
   const emu = await emulator(t);
-  await workers(t, db.pool, { dsxaUrl: emu.url });
+  const w = await workers(t, db.pool, { dsxaUrl: emu.url });
   write('watched/keep.txt', 'scan me');
   write('watched/docs/draft.tmp', 'excluded');
   write('other/x.txt', 'no scope');
@@ -272,8 +274,8 @@ t.test('events outside every scope, excluded names, deletes and unmonitored scop
   t.equal(res.status, 202);
   const { eventIds } = (await res.json()) as { eventIds: number[] };
   t.equal(eventIds.length, 5);
-  await monitorResult(db.pool, eventIds[4]!);
-  await waitFor(async () => (await events(db.pool)).every((e) => e.status !== 'received'), 'every event ingested');
+  await monitorResult(db.pool, w, eventIds[4]!);
+  await waitFor(async () => (await events(db.pool)).every((e) => e.status !== 'received'), 'every event ingested', 30_000, jobEvents(w));
   const rows = await events(db.pool);
   t.same(
     rows.map((e) => [e.object_identity, e.status, e.reason, e.scope_id]),
@@ -317,7 +319,7 @@ t.test('a burst of events for one object is debounced: at most two scans, the la
   const { db, post, write, scope } = await setup(t);
   const emu = await emulator(t);
   // A window longer than the burst takes to post, even on a slow machine.
-  await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ monitorDebounceMs: 3000 }) });
+  const w = await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ monitorDebounceMs: 3000 }) });
   write('watched/busy.txt', 'v0');
   const ids: number[] = [];
   for (let i = 0; i < 100; i += 10) {
@@ -325,8 +327,8 @@ t.test('a burst of events for one object is debounced: at most two scans, the la
     for (const res of batch) ids.push(((await res.json()) as { eventIds: number[] }).eventIds[0]!);
   }
   ids.sort((a, b) => a - b);
-  await waitFor(async () => (await events(db.pool)).every((e) => !['received', 'deferred'].includes(e.status)), 'every event settled', 20_000);
-  await waitFor(async () => (await count(db.pool, `select 1 from dsx.scan_results where state <> 'finalized'`)) === 0, 'scans finalized');
+  await waitFor(async () => (await events(db.pool)).every((e) => !['received', 'deferred'].includes(e.status)), 'every event settled', 20_000, jobEvents(w));
+  await waitFor(async () => (await count(db.pool, `select 1 from dsx.scan_results where state <> 'finalized'`)) === 0, 'scans finalized', 30_000, jobEvents(w));
   const scans = await count(db.pool, `select 1 from dsx.scan_results where object_identity = 'watched/busy.txt'`);
   t.ok(scans <= 2 && scans >= 1, `${scans} scan(s) for 100 events`);
   const { rows: order } = await db.pool.query(
@@ -383,17 +385,19 @@ t.test('monitoring is not starved by a full scan, and both results of one object
   const scope = await scopeCreate(db.pool, { integrationId: integration.id, name: 'synth', root: '', include: [], exclude: [], policy: {}, monitor: true });
   await eventSecretEnsure(db.pool, integration.id, false, SECRET);
   const api = await apiServer(t, db.url);
-  await workers(t, db.pool, { dsxaUrl: emu.url, concurrency: 16, config: testConfig({ pageSize: 500 }) });
+  const w = await workers(t, db.pool, { dsxaUrl: emu.url, concurrency: 16, config: testConfig({ pageSize: 500 }) });
   const scan = await fullScanStart(db.pool, scope.id, 'test');
-  // Wait for a real backlog: objects discovered and many scan jobs still queued.
-  await waitFor(async () => (await count(db.pool, `select 1 from dsx.scan_results where full_scan_id = $1 and state = 'pending'`, [scan.fullScanId])) >= 400, 'a backlog');
+  // Wait for a real backlog: objects discovered and many scan jobs still queued (re-checked on the
+  // scan's progress NOTIFYs: every recorded page raises `discovered`).
+  await waitFor(async () => (await count(db.pool, `select 1 from dsx.scan_results where full_scan_id = $1 and state = 'pending'`, [scan.fullScanId])) >= 400, 'a backlog',
+    30_000, [scanEvents(db.pool, scan.fullScanId), jobEvents(w)]);
   const identity = 'obj-000002999'; // among the last objects of the full scan
   const res = await fetch(`${api.url}/events/${integration.id}`, {
     method: 'POST', headers: { authorization: `Bearer ${SECRET}` }, body: JSON.stringify({ objectIdentity: identity, eventType: 'modified' }),
   });
   t.equal(res.status, 202);
   const eventId = ((await res.json()) as { eventIds: number[] }).eventIds[0]!;
-  const r = await monitorResult(db.pool, eventId);
+  const r = await monitorResult(db.pool, w, eventId);
   const behind = await count(db.pool, `select 1 from dsx.scan_results where full_scan_id = $1 and (state <> 'finalized' or finalized_at > $2)`, [scan.fullScanId, r.finalized_at]);
   t.ok(behind >= 300, `the monitoring scan finished ahead of ${behind} full-scan objects`);
   const done = await waitForScan(db.pool, scan.fullScanId, 120_000);
@@ -407,6 +411,7 @@ t.test('monitoring is not starved by a full scan, and both results of one object
        from dsx.objects o where o.identity = $1`, [identity],
   );
   t.equal(obj[0].last, obj[0].latest, 'the object reflects the latest finalized scan');
+  await waitForEmptyQueue(db.pool, w); // the checker wants the scan's last job rows gone too
   const { rows: v } = await db.pool.query('select ok from dsx.verify_full_scan($1)', [scan.fullScanId]);
   t.ok(v.every((x) => x.ok), 'the full scan still verifies');
 });

@@ -14,6 +14,10 @@ import { eventSecretEnsure } from '../src/db/sql/monitor.ts';
 import { signEventRequest } from '../src/monitor/intake-auth.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { apiServer } from './helpers/graphql.ts';
+import { seedFastCheck } from './helpers/seed.ts';
+
+// Every property of this file draws from one seed (DSX_TEST_SEED, else a fresh one), printed on failure.
+seedFastCheck();
 
 const SECRET = 'fuzz-test-secret-0123456789';
 

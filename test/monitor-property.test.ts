@@ -15,6 +15,10 @@ import { normalizeRelativePath } from '../src/connectors/identity.ts';
 import { canonicalTimestamp, EventFormatError, MAX_IDENTITY_BYTES, parseEventBody, type IdentityOf } from '../src/monitor/events/index.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { apiServer } from './helpers/graphql.ts';
+import { seedFastCheck } from './helpers/seed.ts';
+
+// Every property of this file draws from one seed (DSX_TEST_SEED, else a fresh one), printed on failure.
+seedFastCheck();
 
 /** Identities the parser hands on must be canonical, relative and free of `..`. */
 function canonical(id: string): boolean {

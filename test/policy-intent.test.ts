@@ -11,7 +11,7 @@ import { createTestDatabase } from './helpers/db.ts';
 import { apiServer, token } from './helpers/graphql.ts';
 import { runCli } from './helpers/cli-run.ts';
 import { integrationCreate, scopeCreate } from '../src/db/sql/catalog.ts';
-import { waitFor } from './helpers/pipeline.ts';
+import { waitUntilBlocked } from './helpers/wait.ts';
 
 const DELETE = { malicious: { remediation: 'delete', notify: true } };
 const DESTRUCTIVE_MESSAGE = /^scope \S+: the policy is destructive \(malicious: delete\) and needs an explicit confirmation: --allow-destructive .*allowDestructive: true .*p_allow_destructive => true/;
@@ -254,9 +254,9 @@ t.test('a channel deleted while a policy naming it commits is refused after the 
   await setter.query('select dsx.set_scope_policy($1, $2::jsonb)', [scope.id, JSON.stringify({ malicious: { notify: ['ops'] } })]);
   const { rows: pid } = await deleter.query<{ pid: number }>('select pg_backend_pid() as pid');
   const deleting = deleter.query(`delete from dsx.notification_channels where name = 'ops'`).then(() => null, (e: Error) => e);
-  // The delete waits for the policy's lock on the channel row (a condition, polled; no fixed sleep).
-  await waitFor(async () => (await db.pool.query(`select wait_event_type = 'Lock' as w from pg_stat_activity where pid = $1`, [pid[0]!.pid])).rows[0]?.w === true,
-    'the delete to wait for the policy transaction', 10_000);
+  // The delete waits for the policy's lock on the channel row.
+  const { rows: policy } = await setter.query<{ pid: number }>('select pg_backend_pid() as pid');
+  await waitUntilBlocked(db.pool, { pid: pid[0]!.pid, blocker: policy[0]!.pid }, 'the delete to wait for the policy transaction');
   await setter.query('commit');
   const err = await deleting;
   t.match(err, { code: '2BP01', message: /channel ops \(id \d+\) is named by the policy of scope base and cannot be deleted/ }, 'the delete sees the committed policy');

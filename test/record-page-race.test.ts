@@ -6,6 +6,7 @@ import t, { type Test } from 'tap';
 import { fullScanRecordPage, fullScanStart } from '../src/db/sql/full-scans.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { emulator, getScan, queuedJobs, Stepper, syntheticScope } from './helpers/pipeline.ts';
+import { waitUntilBlocked } from './helpers/wait.ts';
 
 /**
  * A running scan whose page-0 job is queued. The test plays that job's worker: `recordPage0` records
@@ -40,10 +41,11 @@ t.test('a cancel that commits while a page is being written rolls the whole page
   t.teardown(() => canceler.release());
   await canceler.query('begin');
   await canceler.query(`select dsx.cancel_full_scan($1, 'interrupt')`, [fullScanId]);
+  const { rows: me } = await canceler.query<{ pid: number }>('select pg_backend_pid() as pid');
 
   let settled = false;
   const page = recordPage0('race').finally(() => (settled = true));
-  await new Promise((r) => setTimeout(r, 300));
+  await waitUntilBlocked(db.pool, { blocker: me[0]!.pid }, 'the page to wait for the cancel');
   t.notOk(settled, 'the page waits for the full-scan row at its end');
   await canceler.query('commit');
 

@@ -14,6 +14,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { PROJECT_DIR } from '../src/config.ts';
 import { createDatabaseIfMissing, makePool } from '../src/db/connect.ts';
@@ -83,9 +84,11 @@ try {
   await migrate(pool);
   await pool.end();
   const tap = path.join(PROJECT_DIR, 'node_modules', '.bin', 'tap');
+  // The leak check is loaded into every test file's process before the file (test/helpers/leak-check.ts).
+  const leakCheck = `--node-arg=--import=${pathToFileURL(path.join(PROJECT_DIR, 'test', 'helpers', 'leak-check.ts')).href}`;
   // Asynchronous on purpose: this process reads the embedded server's log pipe; blocking here (spawnSync)
   // would let that pipe fill up and stall every PostgreSQL backend that logs.
-  const child = spawn(tap, process.argv.slice(2), {
+  const child = spawn(tap, [leakCheck, ...process.argv.slice(2)], {
     stdio: 'inherit',
     env: {
       ...process.env,

@@ -12,6 +12,7 @@ import { EICAR } from '../src/testing/fixtures.ts';
 import { startLocalFauxqs, type LocalFauxqs } from '../src/testing/s3-servers.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { emulator, testConfig, waitFor, workers } from './helpers/pipeline.ts';
+import { jobEvents } from './helpers/wait.ts';
 
 const BUCKET = 'watched';
 let s3: LocalFauxqs;
@@ -58,7 +59,7 @@ t.test('an S3 event from SQS is scanned once, its message deleted only after the
   // A crash between the commit of the events and the delete of the message, once.
   let crashes = 1;
   const committedBeforeCrash: number[] = [];
-  await workers(t, db.pool, {
+  const w = await workers(t, db.pool, {
     dsxaUrl: emu.url,
     config: testConfig({ monitorSyncMs: 100, monitorDebounceMs: 0 }),
     hooks: {
@@ -75,12 +76,14 @@ t.test('an S3 event from SQS is scanned once, its message deleted only after the
 
   const etag = await put('in/new file+1.com', EICAR);
   s3.server.sendMessage('dsx-events', s3Event('ObjectCreated:Put', 'in/new file+1.com', etag, '0065A1B2C3D4E5F601'));
-  await waitFor(async () => (await db.pool.query(`select 1 from dsx.scan_results where source_type = 'monitor' and state = 'finalized'`)).rowCount === 1, 'the scan of the event');
+  await waitFor(async () => (await db.pool.query(`select 1 from dsx.scan_results where source_type = 'monitor' and state = 'finalized'`)).rowCount === 1, 'the scan of the event', 30_000, jobEvents(w));
   const { rows: results } = await db.pool.query(`select object_identity, outcome, etag from dsx.scan_results where source_type = 'monitor'`);
   t.same(results, [{ object_identity: 'in/new file+1.com', outcome: 'malicious', etag }], 'the object the event names, its key decoded verbatim');
   t.same(committedBeforeCrash, [1], 'the events were committed before the (failed) delete');
 
   // The redelivered message (after its 1 s visibility timeout) is a duplicate: nothing is recorded twice.
+  // The SQS source records duplicates, rejections and deletes without a job or a NOTIFY, and fauxqs'
+  // queue state announces nothing: these waits poll.
   await waitFor(async () => Number((await db.pool.query('select events_duplicate from dsx.integration_event_stats')).rows[0]?.events_duplicate ?? 0) === 1, 'the redelivery');
   await waitFor(async () => {
     const q = s3.server.inspectQueue('dsx-events')!;

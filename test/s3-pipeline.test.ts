@@ -12,6 +12,7 @@ import { freePort } from '../src/testing/ports.ts';
 import { startLocalFauxqs, type LocalFauxqs } from '../src/testing/s3-servers.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { emulator, getScan, queuedJobs, Stepper, testConfig, waitFor, waitForScan, workers } from './helpers/pipeline.ts';
+import { jobEvents } from './helpers/wait.ts';
 
 const BUCKET = 'scanned';
 
@@ -58,13 +59,13 @@ t.test('a full scan of a bucket prefix over many pages detects EICAR and quarant
   await put('out/not-in-scope.com', EICAR);
   const { db, scope } = await s3Scope(t, {}, { malicious: { remediation: 'move', notify: false } });
   const emu = await emulator(t);
-  await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ pageSize: 5 }) });
+  const w = await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ pageSize: 5 }) });
   const scan = await waitForScan(db.pool, await start(db.pool, scope.id));
   t.match(scan, { status: 'completed', discovered: 25, finalized: 25, clean_count: 23, malicious_count: 2 }, 'every object of the scope, none outside it');
   t.ok(scan.pages >= 5, `listed in ${scan.pages} pages`);
 
   // The quarantine moves run after finalization, in their own lane: wait for the ledger to record them.
-  await waitFor(async () => !(await db.pool.query(`select 1 from dsx.side_effects where status in ('pending', 'executing')`)).rowCount, 'the moves');
+  await waitFor(async () => !(await db.pool.query(`select 1 from dsx.side_effects where status in ('pending', 'executing')`)).rowCount, 'the moves', 30_000, jobEvents(w));
   const { rows: done } = await db.pool.query<{ status: string; detail: string }>(`select status, detail from dsx.side_effects order by id`);
   t.equal(done.length, 2, 'two move decisions');
   t.same(done.map((e) => e.status), ['done', 'done'], 'both moves done');

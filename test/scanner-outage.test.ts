@@ -15,7 +15,8 @@ import { freePort } from '../src/testing/ports.ts';
 import { generateTree } from '../src/testing/tree.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { apiServer } from './helpers/graphql.ts';
-import { emulator, fsScope, getScan, queuedJobs, testConfig, waitFor, waitForScan, workers } from './helpers/pipeline.ts';
+import { emulator, fsScope, getScan, testConfig, waitFor, waitForEmptyQueue, waitForFinalized, waitForScan, workers } from './helpers/pipeline.ts';
+import { notifications } from './helpers/wait.ts';
 
 const BIN = path.join(PROJECT_DIR, 'bin', 'dsx-connect.js');
 
@@ -48,16 +49,19 @@ t.test('DSXA stopped mid-scan for longer than all retries: nothing finalized mea
   const scope = await fsScope(db.pool, { dir, root: 'data' });
   // Short retries: a scan job would use up all its attempts in a few seconds without the outage rule.
   const config = testConfig({ scanMaxAttempts: 2, dsxaTimeoutMs: 1000 });
-  await workers(t, db.pool, { dsxaUrl: emu.url, config, concurrency: 16 });
+  const w = await workers(t, db.pool, { dsxaUrl: emu.url, config, concurrency: 16 });
   const api = await apiServer(t, db.url, { mode: 'open' });
   const id = await start(db.pool, scope.id);
-  await waitFor(async () => (await getScan(db.pool, id)).finalized >= 40, 'the scan to be under way');
+  await waitForFinalized(db.pool, id, 40);
 
   await emu.close(); // the scanner goes away: connections refused
   const downAt = Date.now();
-  await waitFor(async () => (await db.pool.query(`select 1 from dsx.scanner_status where state = 'unavailable'`)).rowCount! > 0, 'the outage to be seen');
-  // Verdicts that arrived before the scanner went away are still being finalized: wait for their jobs.
-  await waitFor(async () => (await queuedJobs(db.pool, 'finalize-scan-object')).length === 0, 'verdicts from before the outage to be finalized');
+  // A change of the scanner's state is announced to every running scan on 'dsx_full_scan'.
+  await waitFor(async () => (await db.pool.query(`select 1 from dsx.scanner_status where state = 'unavailable'`)).rowCount! > 0, 'the outage to be seen', 30_000,
+    notifications(db.pool, 'dsx_full_scan'));
+  // Objects that got their verdict before the outage are still being finalized: once only deferred
+  // scan jobs are left, nothing can be finalized without the scanner.
+  await waitForEmptyQueue(db.pool, w, 30_000, (j) => j.task === 'scan-object' && !j.locked);
   const during = await getScan(db.pool, id);
   t.ok(during.finalized < tree.files, `interrupted at ${during.finalized} of ${tree.files}`);
 
@@ -96,7 +100,8 @@ t.test('a scanner that fails every request, or refuses the token, is unavailable
       const scope = await fsScope(db.pool, { dir });
       await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ scanMaxAttempts: 2, dsxaTimeoutMs: 500 }) });
       const id = await start(db.pool, scope.id);
-      await waitFor(async () => (await db.pool.query(`select 1 from dsx.scanner_status where state = $1`, [state])).rowCount! > 0, `the scanner ${state}`);
+      await waitFor(async () => (await db.pool.query(`select 1 from dsx.scanner_status where state = $1`, [state])).rowCount! > 0, `the scanner ${state}`, 30_000,
+        notifications(db.pool, 'dsx_full_scan'));
       t.equal(await verdictless(db.pool), 0, 'no object finalized without a verdict');
       emu.setOptions({ failRate: 0, token: null });
       const done = await waitForScan(db.pool, id, 60_000);
@@ -120,8 +125,9 @@ t.test('a worker started with a DSXA_URL nothing answers says so at start', asyn
     });
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-  t.teardown(() => {
+  t.teardown(async () => {
     if (child.exitCode === null) child.kill('SIGKILL');
+    await exited;
   });
   await said;
   t.match(out, new RegExp(`DSXA at ${url.replace(/[.:/]/g, '\\$&')} is unavailable: scans wait until it answers \\(.*ECONNREFUSED`), 'one line that names the URL and why');

@@ -9,6 +9,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
@@ -19,7 +20,8 @@ import { signJwt } from '../src/server/auth.ts';
 import { EICAR } from '../src/testing/fixtures.ts';
 import { freePort } from '../src/testing/ports.ts';
 import { createTestDatabase } from './helpers/db.ts';
-import { emulator, waitFor } from './helpers/pipeline.ts';
+import { emulator } from './helpers/pipeline.ts';
+import { emitted, notifications, waitFor, within } from './helpers/wait.ts';
 
 const BIN = path.join(PROJECT_DIR, 'bin', 'dsx-connect.js');
 const MARKER = `mk${crypto.randomBytes(8).toString('hex')}`;
@@ -47,24 +49,31 @@ function cli(env: NodeJS.ProcessEnv, ...args: string[]): Promise<{ code: number;
   });
 }
 
-/** A long-running dsx-connect process whose output is kept. */
+/** A long-running dsx-connect process whose output is kept; `output` emits 'data' as it arrives. */
 function daemon(t: Test, env: NodeJS.ProcessEnv, ...args: string[]) {
   const child: ChildProcess = spawn(process.execPath, [BIN, ...args], { env });
   const out = { text: '' };
-  child.stdout!.on('data', (d) => (out.text += d));
-  child.stderr!.on('data', (d) => (out.text += d));
+  const output = new EventEmitter();
+  const collect = (d: Buffer) => {
+    out.text += d;
+    output.emit('data');
+  };
+  child.stdout!.on('data', collect);
+  child.stderr!.on('data', collect);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
     stopped = true;
     child.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-    child.kill('SIGKILL');
+    await within(exited, 10_000, `dsx-connect ${args[0]} to stop on SIGTERM`).catch(() => {
+      child.kill('SIGKILL');
+      return exited;
+    });
     record(`dsx-connect ${args.join(' ')} (output)`, out.text);
   };
   t.teardown(stop);
-  return { out, stop };
+  return { out, output, stop };
 }
 
 t.test('credentials, webhook secrets and the DSXA token never appear in logs, errors, audit entries or API results', async (t) => {
@@ -73,12 +82,14 @@ t.test('credentials, webhook secrets and the DSXA token never appear in logs, er
   const dir = t.testdir({ 'clean.txt': 'hello', 'sub': { 'eicar.com': EICAR, 'other.txt': 'world' } });
 
   const received: { headers: http.IncomingHttpHeaders; body: string }[] = [];
+  const deliveries = new EventEmitter();
   const hook = http.createServer((req, res) => {
     let body = '';
     req.on('data', (d) => (body += d));
     req.on('end', () => {
       received.push({ headers: req.headers, body });
       res.end('ok');
+      deliveries.emit('request');
     });
   });
   await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
@@ -115,7 +126,7 @@ t.test('credentials, webhook secrets and the DSXA token never appear in logs, er
   ]);
 
   // Credentials through the API (the CLI has no command for them), then bad inputs that involve them.
-  await waitFor(async () => server.out.text.includes('GraphQL API:'), 'the API server to start', 60_000);
+  await waitFor(() => server.out.text.includes('GraphQL API:'), 'the API server to start', 60_000, emitted(server.output, 'data'));
   const operator = await signJwt(JWT_SECRET, { role: 'operator', sub: 'secrets-test' }, 600);
   const viewer = await signJwt(JWT_SECRET, { role: 'viewer', sub: 'secrets-test' }, 600);
   async function gql(query: string, variables: Record<string, unknown> = {}, bearer = operator) {
@@ -155,11 +166,13 @@ t.test('credentials, webhook secrets and the DSXA token never appear in logs, er
   const [bucketScan, scanId] = (await Promise.all([cli(env, 'scan', 'start', 'bucketscope'), cli(env, 'scan', 'start', 'docs')])).map((r) => r.stdout.trim()) as [string, string];
   const status = await cli(env, 'scan', 'status', scanId, '--wait', '--json');
   t.match(JSON.parse(status.stdout), { status: 'completed', discovered: 3, finalized: 3, outcomes: { clean: 2, malicious: 1 } });
-  await waitFor(async () => received.length === 1, 'the webhook delivery');
+  await waitFor(() => received.length === 1, 'the webhook delivery', 30_000, emitted(deliveries, 'request'));
   // The s3 connector refuses credentials of the wrong shape: the scan fails at once, naming the field (never its value).
   await waitFor(
     async () => (await db.pool.query(`select 1 from dsx.full_scans where id = $1 and status = 'failed' and error ~ 'credentials'`, [bucketScan])).rowCount === 1,
     'the s3 enumeration to fail',
+    30_000,
+    notifications(db.pool, 'dsx_full_scan'),
   );
   const [verify] = await Promise.all([
     cli(env, 'scan', 'verify', scanId),

@@ -8,15 +8,18 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { fullScanStart, fullScanVerify } from '../src/db/sql/full-scans.ts';
 import { createTestDatabase } from './helpers/db.ts';
-import { emulator, fsScope, getScan, queuedJobs, Stepper, testConfig, waitFor, waitForScan, workers } from './helpers/pipeline.ts';
+import type { WorkerHandle } from '../src/worker/run.ts';
+import { emulator, fsScope, getScan, queuedJobs, scanEvents, Stepper, testConfig, waitFor, waitForEmptyQueue, waitForScan, workers } from './helpers/pipeline.ts';
+import { jobEvents } from './helpers/wait.ts';
 
 function files(dir: string, n: number): void {
   fs.mkdirSync(dir, { recursive: true });
   for (let i = 0; i < n; i++) fs.writeFileSync(path.join(dir, `file-${String(i).padStart(3, '0')}.txt`), `file ${i}\n`);
 }
 
-async function verified(t: Test, pool: import('pg').Pool, id: number): Promise<void> {
-  await waitFor(async () => (await fullScanVerify(pool, id)).every((c) => c.ok), 'the invariant checker to pass', 30_000);
+/** Every invariant of the scan holds; with real workers, once their last jobs have left the queue. */
+async function verified(t: Test, pool: import('pg').Pool, id: number, worker?: WorkerHandle): Promise<void> {
+  if (worker) await waitForEmptyQueue(pool, worker);
   for (const c of await fullScanVerify(pool, id)) t.ok(c.ok, `${c.check_name}: ${c.detail}`);
 }
 
@@ -83,9 +86,9 @@ t.test('scope root deleted while real workers scan it: the scan ends, every obje
   files(path.join(dir, 'data', 'b'), 150);
   const emu = await emulator(t, { latencyMs: 50, capacity: 2 });
   const scope = await fsScope(db.pool, { dir, root: 'data' });
-  await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ pageSize: 25 }), concurrency: 8 });
+  const w = await workers(t, db.pool, { dsxaUrl: emu.url, config: testConfig({ pageSize: 25 }), concurrency: 8 });
   const { fullScanId } = await fullScanStart(db.pool, scope.id, 'tester');
-  await waitFor(async () => (await getScan(db.pool, fullScanId)).discovered > 0, 'the first page to be recorded');
+  await waitFor(async () => (await getScan(db.pool, fullScanId)).discovered > 0, 'the first page to be recorded', 30_000, scanEvents(db.pool, fullScanId));
   fs.rmSync(path.join(dir, 'data'), { recursive: true });
 
   await waitForScan(db.pool, fullScanId, 60_000);
@@ -94,7 +97,7 @@ t.test('scope root deleted while real workers scan it: the scan ends, every obje
   await waitFor(async () => {
     const s = await getScan(db.pool, fullScanId);
     return s.finalized === s.discovered;
-  }, 'every enumerated object to be finalized');
+  }, 'every enumerated object to be finalized', 30_000, [scanEvents(db.pool, fullScanId), jobEvents(w)]);
   const scan = await getScan(db.pool, fullScanId);
   t.comment(`ended ${scan.status}: discovered ${scan.discovered}, clean ${scan.clean_count}, fetch_failed ${scan.fetch_failed_count}`);
   t.ok(scan.status === 'completed' || scan.status === 'failed', `the scan ended (${scan.status})`);
@@ -107,5 +110,5 @@ t.test('scope root deleted while real workers scan it: the scan ends, every obje
     [fullScanId],
   );
   t.same(rows, [{ reason: 'not_found', n: scan.fetch_failed_count }], 'and they are not_found');
-  await verified(t, db.pool, fullScanId);
+  await verified(t, db.pool, fullScanId, w);
 });

@@ -145,6 +145,17 @@ export async function startEmulator(initial: EmulatorOptions = {}): Promise<Emul
   const stats: EmulatorStats = { requests: 0, scans: 0, verdicts: {}, rejected: 0, faults: {}, inFlight: 0, queued: 0, maxConcurrent: 0 };
   const waiting: (() => void)[] = [];
   const sockets = new Set<net.Socket>();
+  // Latency sleeps in progress: close() ends them, or a closed emulator's timers would keep the process
+  // alive for up to latencyMs (a test with latencyMs 120_000 exited two minutes late).
+  const sleeping = new Map<NodeJS.Timeout, () => void>();
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        sleeping.delete(timer);
+        resolve();
+      }, ms);
+      sleeping.set(timer, resolve);
+    });
   let faultTurn = 0;
   let closed = false;
 
@@ -215,7 +226,7 @@ export async function startEmulator(initial: EmulatorOptions = {}): Promise<Emul
         inspector.update(decoder ? decoder.push(chunk as Buffer) : (chunk as Buffer));
       }
       if (decoder) inspector.update(decoder.end());
-      if (b.latencyMs > 0) await new Promise((r) => setTimeout(r, b.latencyMs));
+      if (b.latencyMs > 0) await sleep(b.latencyMs);
       if (closed) return void res.destroy();
       const found = inspector.finish();
       const v = verdictOf(found, b.maxFileSize);
@@ -278,6 +289,11 @@ export async function startEmulator(initial: EmulatorOptions = {}): Promise<Emul
         server.close(() => resolve());
         for (const s of sockets) s.destroy();
         admitWaiting(); // their sockets are gone: they end at once
+        for (const [timer, wake] of sleeping) {
+          clearTimeout(timer);
+          wake();
+        }
+        sleeping.clear();
       }),
   };
 }

@@ -15,6 +15,9 @@ export interface HeartbeatOptions {
 
 export function startHeartbeat(pool: pg.Pool, workerId: string, roles: string[], opts: HeartbeatOptions, log: Logger): { stop(): Promise<void> } {
   let stopped = false;
+  let stopping: Promise<void> | undefined;
+  // Beats still running: stop() waits for them, so no query of this heartbeat outlives it.
+  const inFlight = new Set<Promise<void>>();
   const beat = async () => {
     try {
       await workerHeartbeat(pool, { workerId, hostname: os.hostname(), pid: process.pid, roles });
@@ -24,13 +27,24 @@ export function startHeartbeat(pool: pg.Pool, workerId: string, roles: string[],
       if (!stopped) log.warn({ err: (err as Error).message }, 'heartbeat failed (database unreachable?); retrying');
     }
   };
-  void beat();
-  const timer = setInterval(beat, opts.intervalMs);
+  const tick = () => {
+    const p = beat();
+    inFlight.add(p);
+    void p.finally(() => inFlight.delete(p));
+  };
+  tick();
+  const timer = setInterval(tick, opts.intervalMs);
   return {
-    async stop() {
-      stopped = true;
-      clearInterval(timer);
-      await workerForget(pool, workerId).catch(() => {});
+    // Idempotent: the worker stops a lane's heartbeats both when asked to stop and when the lane's
+    // runner ends; both callers get the same promise.
+    stop() {
+      stopping ??= (async () => {
+        stopped = true;
+        clearInterval(timer);
+        await Promise.all(inFlight);
+        await workerForget(pool, workerId).catch(() => {});
+      })();
+      return stopping;
     },
   };
 }

@@ -10,10 +10,13 @@ import type { JobHelpers } from 'graphile-worker';
 import { loadConfig, type Config } from '../../src/config.ts';
 import { integrationCreate, scopeCreate } from '../../src/db/sql/catalog.ts';
 import { startEmulator, type EmulatorOptions } from '../../src/dsxa/emulator.ts';
-import { log } from '../../src/log.ts';
+import { log, type Logger } from '../../src/log.ts';
 import { createPipelineContext, type PipelineContext, type PipelineHooks } from '../../src/pipeline/context.ts';
 import { ROLE_TASKS, startWorker, taskFactory, type WorkerHandle } from '../../src/worker/run.ts';
 import type { TaskName } from '../../src/jobs/envelope.ts';
+import { jobEvents, notifications, waitFor, type Wake } from './wait.ts';
+
+export { waitFor };
 
 export function testConfig(overrides: Partial<Config> = {}): Config {
   // Test receivers live on loopback: webhooks to private addresses are allowed unless a test says otherwise.
@@ -33,12 +36,12 @@ export async function emulator(t: Test, opts: EmulatorOptions = {}) {
 export async function workers(
   t: Test,
   pool: pg.Pool,
-  args: { dsxaUrl: string; config?: Config; roles?: string[]; concurrency?: number; hooks?: PipelineHooks },
+  args: { dsxaUrl: string; config?: Config; roles?: string[]; concurrency?: number; hooks?: PipelineHooks; log?: Logger },
 ): Promise<WorkerHandle> {
   const w = await startWorker({
     pool,
     config: args.config ?? testConfig(),
-    log,
+    log: args.log ?? log,
     // Not `maintain` unless asked: a retention sweep at the top of the hour would add audit entries to a test's.
     roles: args.roles ?? Object.keys(ROLE_TASKS).filter((r) => r !== 'maintain'),
     concurrency: args.concurrency ?? 16,
@@ -46,9 +49,15 @@ export async function workers(
     pollIntervalMs: 100,
     hooks: args.hooks,
   });
+  const done = new Set<string>();
+  for (const r of w.runners) r.events.on('job:success', ({ job }) => void done.add(String(job.id)));
+  succeeded.set(w, done);
   t.teardown(() => w.stop());
   return w;
 }
+
+/** Ids of the jobs each worker started by `workers()` ran successfully (graphile-worker deletes them a moment later). */
+const succeeded = new WeakMap<WorkerHandle, Set<string>>();
 
 export async function fsScope(
   pool: pg.Pool,
@@ -103,24 +112,65 @@ export async function getScan(pool: pg.Pool, id: number): Promise<ScanRow> {
   return rows[0] as ScanRow;
 }
 
-/** Polls until the scan has finished (completed/failed, or canceled and drained). */
-export async function waitForScan(pool: pg.Pool, id: number, timeoutMs = 60_000): Promise<ScanRow> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const s = await getScan(pool, id);
-    if (s.finished_at) return s;
-    if (Date.now() > deadline) throw new Error(`full scan ${id} did not finish in ${timeoutMs} ms: ${JSON.stringify(s)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+/** A wake on the scan's status changes and progress (the NOTIFYs of sql/functions/10_common.sql and 30_full_scans.sql). */
+export function scanEvents(pool: pg.Pool, id: number): Wake {
+  return notifications(pool, 'dsx_full_scan', `dsx_full_scan:${id}`);
 }
 
-/** Waits until `check` returns true. */
-export async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+/**
+ * Waits until the scan has finished (completed/failed, or canceled and drained), re-reading it on its
+ * NOTIFYs: every change of finished_at announces itself on 'dsx_full_scan'.
+ */
+export async function waitForScan(pool: pg.Pool, id: number, timeoutMs = 60_000): Promise<ScanRow> {
+  let s: ScanRow | undefined;
+  await waitFor(async () => !!(s = await getScan(pool, id)).finished_at, `full scan ${id} to finish`, timeoutMs, notifications(pool, 'dsx_full_scan')).catch(
+    (err: Error) => {
+      throw new Error(`${err.message}: ${JSON.stringify(s)}`);
+    },
+  );
+  return s!;
+}
+
+/** Waits until the scan has finalized at least `n` objects, re-reading it on its progress NOTIFYs. */
+export async function waitForFinalized(pool: pg.Pool, id: number, n: number, timeoutMs = 60_000): Promise<ScanRow> {
+  let s: ScanRow | undefined;
+  await waitFor(async () => (s = await getScan(pool, id)).finalized >= n || !!s.finished_at, `full scan ${id} to finalize ${n} objects`, timeoutMs, scanEvents(pool, id));
+  return s!;
+}
+
+/**
+ * Waits until nothing is left to run in graphile-worker's queue (nothing queued, running or waiting
+ * for a retry), except the jobs `ignore` accepts: every job still in the table is one `worker` already
+ * ran successfully (its row is deleted by the next completion batch). Re-checked whenever one of the
+ * worker's jobs completes; after this, nothing of the pipeline changes by itself.
+ */
+export async function waitForEmptyQueue(
+  pool: pg.Pool,
+  worker: WorkerHandle,
+  timeoutMs = 30_000,
+  ignore: (job: { id: string; task: string; locked: boolean }) => boolean = () => false,
+): Promise<void> {
+  const done = succeeded.get(worker);
+  if (!done) throw new Error('waitForEmptyQueue needs a worker started by workers()');
+  let left: string[] = [];
+  await waitFor(
+    async () => {
+      const { rows } = await pool.query<{ id: string; task: string; locked: boolean }>(
+        `select j.id::text, t.identifier as task, j.locked_at is not null as locked
+           from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id`,
+      );
+      left = rows.filter((r) => !done.has(r.id) && !ignore(r)).map((r) => `${r.task} ${r.id}${r.locked ? ' (running)' : ''}`);
+      return left.length === 0;
+    },
+    'the job queue to empty',
+    timeoutMs,
+    // A job that succeeded before workers() returned is deleted with no event of its own, and a failed
+    // one is unlocked after its job:complete; the local queue's next fetch (at the latest after the
+    // worker's 100 ms poll interval) re-checks.
+    jobEvents(worker, 'job:complete', 'localQueue:getJobs:complete'),
+  ).catch((err: Error) => {
+    throw new Error(`${err.message} (left: ${left.slice(0, 5).join(', ')}${left.length > 5 ? ', ...' : ''})`);
+  });
 }
 
 export interface QueuedJob {

@@ -10,6 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Test } from 'tap';
 import { PROJECT_DIR } from '../../src/config.ts';
+import { isRunning, processesWith } from './proc.ts';
+import { waitFor } from './wait.ts';
 
 /** `dsx-connect` as run by `npm start` and the tests (the project's Node 24 runs it directly). */
 export const MAIN = path.join(PROJECT_DIR, 'src', 'cli', 'main.ts');
@@ -58,7 +60,7 @@ export function start(t: Test, command: string, args: string[], opts: SpawnOptio
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     proc.once('exit', (code, signal) => resolve({ code, signal })),
   );
-  t.teardown(() => {
+  t.teardown(async () => {
     if (proc.exitCode !== null || proc.signalCode !== null) return;
     try {
       if (opts.detached) process.kill(-proc.pid!, 'SIGKILL');
@@ -66,6 +68,7 @@ export function start(t: Test, command: string, args: string[], opts: SpawnOptio
     } catch {
       // already gone
     }
+    await exit;
   });
   const within = <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
     new Promise<T>((resolve, reject) => {
@@ -120,55 +123,7 @@ export function systemNode(): { path: string; pathEnv: string } {
   throw new Error('no node on PATH outside node_modules');
 }
 
-function stat(pid: number): { state: string; ppid: number } | undefined {
-  try {
-    const text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
-    const [state, ppid] = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return { state: state!, ppid: Number(ppid) };
-  } catch {
-    return undefined;
-  }
-}
-
-/** True while `pid` runs (a zombie, dead but not yet reaped, does not count). */
-export function isRunning(pid: number): boolean {
-  const s = stat(pid);
-  return s !== undefined && s.state !== 'Z' && s.state !== 'X';
-}
-
-/** The pids of the running children of `pid`. */
-export function childPids(pid: number): number[] {
-  return fs
-    .readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .map(Number)
-    .filter((p) => stat(p)?.ppid === pid && isRunning(p));
-}
-
-/** The running descendants of `pid` (children, their children, ...). */
-export function descendants(pid: number): number[] {
-  const kids = childPids(pid);
-  return [...kids, ...kids.flatMap(descendants)];
-}
-
-/** The command line of `pid`. */
-export function commandLine(pid: number): string {
-  try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
-  } catch {
-    return '';
-  }
-}
-
-/** Pids of running processes whose command line contains `text`. */
-export function processesWith(text: string): number[] {
-  return fs
-    .readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d) && Number(d) !== process.pid)
-    .map(Number)
-    .filter((p) => isRunning(p) && commandLine(p).includes(text));
-}
+export { childPids, commandLine, descendants, isRunning, processesWith } from './proc.ts';
 
 /** The port of the first `http://127.0.0.1:PORT` a process printed (servers started with port 0). */
 export function printedPort(output: string): number {
@@ -223,7 +178,8 @@ export function dataDir(t: Test): string {
         // gone meanwhile
       }
     }
-    for (let i = 0; i < 100 && left.some(isRunning); i++) await new Promise((r) => setTimeout(r, 50));
+    // Not our children (a server a killed CLI left behind): no exit event reaches us, so poll /proc.
+    await waitFor(() => !left.some(isRunning), `the embedded PostgreSQL of ${dir} to stop`, 5_000).catch(() => {});
     fs.rmSync(dir, { recursive: true, force: true });
   });
   return dir;
