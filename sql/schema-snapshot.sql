@@ -988,6 +988,50 @@ AS $function$
                   'db ' || session_user)
 $function$
 
+-- function dsx_private.admit_objects(p_objects jsonb, p_key_prefix text, p_source_type text, p_source_entity_id text, p_full_scan_id bigint, p_scope_id bigint, p_integration_id bigint, p_correlation_id uuid, p_root_job_id uuid, p_parent_job_id uuid, p_requested_by text, p_scan_max_attempts integer)
+--   privileges: default
+CREATE OR REPLACE FUNCTION dsx_private.admit_objects(p_objects jsonb, p_key_prefix text, p_source_type text, p_source_entity_id text, p_full_scan_id bigint, p_scope_id bigint, p_integration_id bigint, p_correlation_id uuid, p_root_job_id uuid, p_parent_job_id uuid, p_requested_by text, p_scan_max_attempts integer)
+ RETURNS TABLE(result_id bigint, idempotency_key text)
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+declare
+  v_task text := dsx_private.scan_task(p_source_type);
+  v_ids bigint[];
+  v_keys text[];
+  v_specs graphile_worker.job_spec[];
+begin
+  with o as (
+    select * from jsonb_to_recordset(p_objects) as x(identity text, size bigint, etag text, mtime timestamptz, version_id text)
+  ), ins as (
+    insert into dsx.scan_results as r (idempotency_key, full_scan_id, scope_id, integration_id, object_identity,
+                                       source_type, source_entity_id, correlation_id, root_job_id, requested_by,
+                                       size, etag, mtime, version_id)
+    select p_key_prefix || dsx_private.identity_hash(o.identity), p_full_scan_id, p_scope_id, p_integration_id,
+           o.identity, p_source_type, p_source_entity_id, p_correlation_id, p_root_job_id, p_requested_by,
+           o.size, o.etag, o.mtime, o.version_id
+      from o
+    on conflict on constraint scan_results_idempotency_key_key do nothing
+    returning r.id, r.idempotency_key, r.scan_job_id, r.object_identity, r.size, r.etag, r.mtime, r.version_id
+  )
+  select coalesce(array_agg(ins.id), '{}'), coalesce(array_agg(ins.idempotency_key), '{}'),
+         coalesce(array_agg(row(
+           v_task,
+           dsx_private.job_envelope(v_task, ins.scan_job_id, p_correlation_id, p_root_job_id, p_parent_job_id,
+                                    ins.idempotency_key, p_source_type, p_source_entity_id, p_integration_id,
+                                    p_scope_id, ins.object_identity, p_requested_by,
+                                    jsonb_build_object('size', ins.size, 'etag', ins.etag, 'mtime', ins.mtime,
+                                                       'version_id', ins.version_id)),
+           null, null, p_scan_max_attempts, null, dsx_private.job_priority(v_task, p_source_type), null
+         )::graphile_worker.job_spec), '{}')
+    into v_ids, v_keys, v_specs
+    from ins;
+  if cardinality(v_specs) > 0 then
+    perform graphile_worker.add_jobs(v_specs);
+  end if;
+  return query select * from unnest(v_ids, v_keys);
+end $function$
+
 -- function dsx_private.audit(p_actor text, p_action text, p_scope_id bigint, p_full_scan_id bigint, p_correlation_id uuid, p_detail jsonb)
 --   privileges: default
 CREATE OR REPLACE FUNCTION dsx_private.audit(p_actor text, p_action text, p_scope_id bigint, p_full_scan_id bigint, p_correlation_id uuid, p_detail jsonb)
@@ -1578,26 +1622,13 @@ begin
 
     if p_trailing or not v_has_db or db.last_scan_at <= now() - v_window then
       v_key := 'ev:' || e.id || ':' || v_hash;
-      insert into dsx.scan_results as r (idempotency_key, full_scan_id, scope_id, integration_id, object_identity,
-                                         source_type, source_entity_id, correlation_id, root_job_id, requested_by,
-                                         size, etag)
-      values (v_key, null, v_scope.id, v_scope.integration_id, e.object_identity, 'monitor', e.id::text,
-              e.correlation_id, p_job_id, 'monitor', e.size, e.etag)
-      on conflict (idempotency_key) do nothing
-      returning * into v_result;
-      if v_result.id is not null then
-        -- In the monitor lane ('monitor-scan-object'): no runner there holds full-scan jobs.
-        perform graphile_worker.add_job(
-          dsx_private.scan_task('monitor'),
-          dsx_private.job_envelope(dsx_private.scan_task('monitor'), v_result.scan_job_id, e.correlation_id, p_job_id,
-                                   p_job_id, v_key, 'monitor', e.id::text, v_scope.integration_id, v_scope.id,
-                                   e.object_identity, 'monitor',
-                                   jsonb_build_object('size', e.size, 'etag', e.etag, 'mtime', null)),
-          max_attempts := p_scan_max_attempts,
-          priority := dsx_private.job_priority(dsx_private.scan_task('monitor'), 'monitor'));
-      else
-        select * into v_result from dsx.scan_results r where r.idempotency_key = v_key;
-      end if;
+      -- In the monitor lane ('monitor-scan-object'): no runner there holds full-scan jobs. A repeat of
+      -- this job admits nothing and finds the result row of its first run.
+      perform dsx_private.admit_objects(
+        jsonb_build_array(jsonb_build_object('identity', e.object_identity, 'size', e.size, 'etag', e.etag)),
+        'ev:' || e.id || ':', 'monitor', e.id::text, null, v_scope.id, v_scope.integration_id, e.correlation_id,
+        p_job_id, p_job_id, 'monitor', p_scan_max_attempts);
+      select * into v_result from dsx.scan_results r where r.idempotency_key = v_key;
       insert into dsx_private.monitor_debounce as b (scope_id, identity_hash, last_scan_at, deferred_event_id)
       values (v_scope.id, v_hash, now(), null)
       on conflict (scope_id, identity_hash) do update set last_scan_at = now(), deferred_event_id = null;
@@ -1875,7 +1906,6 @@ declare
   v_scan dsx.full_scans;
   v_scope dsx.scopes;
   v_new bigint;
-  v_specs graphile_worker.job_spec[];
   v_status text;
   v_skipped record;
 begin
@@ -1896,36 +1926,10 @@ begin
   select * into v_scope from dsx.scopes s where s.id = v_scan.scope_id;
 
   begin
-    with o as (
-      select * from jsonb_to_recordset(p_objects) as x(identity text, size bigint, etag text, mtime timestamptz, version_id text)
-    ), ins as (
-      insert into dsx.scan_results as r (idempotency_key, full_scan_id, scope_id, integration_id, object_identity,
-                                         source_type, source_entity_id, correlation_id, root_job_id, requested_by,
-                                         size, etag, mtime, version_id)
-      select 'fs:' || v_scan.id || ':' || dsx_private.identity_hash(o.identity), v_scan.id, v_scope.id,
-             v_scope.integration_id, o.identity, 'full_scan', v_scan.id::text, v_scan.correlation_id,
-             v_scan.root_job_id, v_scan.requested_by, o.size, o.etag, o.mtime, o.version_id
-        from o
-      on conflict (idempotency_key) do nothing
-      returning r.idempotency_key, r.scan_job_id, r.object_identity, r.size, r.etag, r.mtime, r.version_id
-    )
-    select count(*),
-           coalesce(array_agg(row(
-             'scan-object',
-             dsx_private.job_envelope('scan-object', ins.scan_job_id, v_scan.correlation_id, v_scan.root_job_id,
-                                      p_parent_job_id, ins.idempotency_key, 'full_scan', v_scan.id::text,
-                                      v_scope.integration_id, v_scope.id, ins.object_identity, v_scan.requested_by,
-                                      jsonb_build_object('size', ins.size, 'etag', ins.etag, 'mtime', ins.mtime,
-                                                         'version_id', ins.version_id)),
-             -- No job_key: the unique idempotency_key of dsx.scan_results already makes this job once per
-             -- object and scan, and keyed inserts cost graphile-worker an extra upsert per job.
-             null, null, p_scan_max_attempts, null,
-             dsx_private.job_priority('scan-object', 'full_scan'), null)::graphile_worker.job_spec), '{}')
-      into v_new, v_specs
-      from ins;
-    if v_new > 0 then
-      perform graphile_worker.add_jobs(v_specs);
-    end if;
+    select count(*) into v_new
+      from dsx_private.admit_objects(p_objects, 'fs:' || v_scan.id || ':', 'full_scan', v_scan.id::text, v_scan.id,
+                                     v_scope.id, v_scope.integration_id, v_scan.correlation_id, v_scan.root_job_id,
+                                     p_parent_job_id, v_scan.requested_by, p_scan_max_attempts);
 
     with k as (
       select * from jsonb_to_recordset(coalesce(p_skipped, '[]')) as x(identity text, reason text, detail text)

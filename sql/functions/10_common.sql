@@ -84,6 +84,56 @@ language sql immutable set search_path = pg_catalog, pg_temp as $$
   select case when p_source_type = 'full_scan' then 'scan-object' else 'monitor-scan-object' end
 $$;
 
+-- Admits objects to the pipeline: one result row per object (keyed p_key_prefix || identity hash, so a
+-- repeat admits nothing) and, for each row that is new, its scan job in the lane of p_source_type, in
+-- one add_jobs call. The one producer of scan jobs: a full scan's page (record_page) and monitoring's
+-- ingest (ingest_monitor_events) both call it. Returns the new rows' ids and keys.
+-- p_objects: [{"identity": text, "size": bigint, "etag": text, "mtime": timestamptz, "version_id": text}]
+-- No job_key: the unique idempotency_key of dsx.scan_results already makes each job once per object
+-- and source, and keyed inserts cost graphile-worker an extra upsert per job.
+create or replace function dsx_private.admit_objects(
+  p_objects jsonb, p_key_prefix text, p_source_type text, p_source_entity_id text, p_full_scan_id bigint,
+  p_scope_id bigint, p_integration_id bigint, p_correlation_id uuid, p_root_job_id uuid, p_parent_job_id uuid,
+  p_requested_by text, p_scan_max_attempts integer
+) returns table (result_id bigint, idempotency_key text)
+language plpgsql set search_path = pg_catalog, pg_temp as $$
+declare
+  v_task text := dsx_private.scan_task(p_source_type);
+  v_ids bigint[];
+  v_keys text[];
+  v_specs graphile_worker.job_spec[];
+begin
+  with o as (
+    select * from jsonb_to_recordset(p_objects) as x(identity text, size bigint, etag text, mtime timestamptz, version_id text)
+  ), ins as (
+    insert into dsx.scan_results as r (idempotency_key, full_scan_id, scope_id, integration_id, object_identity,
+                                       source_type, source_entity_id, correlation_id, root_job_id, requested_by,
+                                       size, etag, mtime, version_id)
+    select p_key_prefix || dsx_private.identity_hash(o.identity), p_full_scan_id, p_scope_id, p_integration_id,
+           o.identity, p_source_type, p_source_entity_id, p_correlation_id, p_root_job_id, p_requested_by,
+           o.size, o.etag, o.mtime, o.version_id
+      from o
+    on conflict on constraint scan_results_idempotency_key_key do nothing
+    returning r.id, r.idempotency_key, r.scan_job_id, r.object_identity, r.size, r.etag, r.mtime, r.version_id
+  )
+  select coalesce(array_agg(ins.id), '{}'), coalesce(array_agg(ins.idempotency_key), '{}'),
+         coalesce(array_agg(row(
+           v_task,
+           dsx_private.job_envelope(v_task, ins.scan_job_id, p_correlation_id, p_root_job_id, p_parent_job_id,
+                                    ins.idempotency_key, p_source_type, p_source_entity_id, p_integration_id,
+                                    p_scope_id, ins.object_identity, p_requested_by,
+                                    jsonb_build_object('size', ins.size, 'etag', ins.etag, 'mtime', ins.mtime,
+                                                       'version_id', ins.version_id)),
+           null, null, p_scan_max_attempts, null, dsx_private.job_priority(v_task, p_source_type), null
+         )::graphile_worker.job_spec), '{}')
+    into v_ids, v_keys, v_specs
+    from ins;
+  if cardinality(v_specs) > 0 then
+    perform graphile_worker.add_jobs(v_specs);
+  end if;
+  return query select * from unnest(v_ids, v_keys);
+end $$;
+
 -- The canonical job envelope (see src/jobs/envelope.ts, which validates it on the consuming side).
 create or replace function dsx_private.job_envelope(
   p_job_type text, p_job_id uuid, p_correlation_id uuid, p_root_job_id uuid, p_parent_job_id uuid,

@@ -192,7 +192,6 @@ declare
   v_scan dsx.full_scans;
   v_scope dsx.scopes;
   v_new bigint;
-  v_specs graphile_worker.job_spec[];
   v_status text;
   v_skipped record;
 begin
@@ -213,36 +212,10 @@ begin
   select * into v_scope from dsx.scopes s where s.id = v_scan.scope_id;
 
   begin
-    with o as (
-      select * from jsonb_to_recordset(p_objects) as x(identity text, size bigint, etag text, mtime timestamptz, version_id text)
-    ), ins as (
-      insert into dsx.scan_results as r (idempotency_key, full_scan_id, scope_id, integration_id, object_identity,
-                                         source_type, source_entity_id, correlation_id, root_job_id, requested_by,
-                                         size, etag, mtime, version_id)
-      select 'fs:' || v_scan.id || ':' || dsx_private.identity_hash(o.identity), v_scan.id, v_scope.id,
-             v_scope.integration_id, o.identity, 'full_scan', v_scan.id::text, v_scan.correlation_id,
-             v_scan.root_job_id, v_scan.requested_by, o.size, o.etag, o.mtime, o.version_id
-        from o
-      on conflict (idempotency_key) do nothing
-      returning r.idempotency_key, r.scan_job_id, r.object_identity, r.size, r.etag, r.mtime, r.version_id
-    )
-    select count(*),
-           coalesce(array_agg(row(
-             'scan-object',
-             dsx_private.job_envelope('scan-object', ins.scan_job_id, v_scan.correlation_id, v_scan.root_job_id,
-                                      p_parent_job_id, ins.idempotency_key, 'full_scan', v_scan.id::text,
-                                      v_scope.integration_id, v_scope.id, ins.object_identity, v_scan.requested_by,
-                                      jsonb_build_object('size', ins.size, 'etag', ins.etag, 'mtime', ins.mtime,
-                                                         'version_id', ins.version_id)),
-             -- No job_key: the unique idempotency_key of dsx.scan_results already makes this job once per
-             -- object and scan, and keyed inserts cost graphile-worker an extra upsert per job.
-             null, null, p_scan_max_attempts, null,
-             dsx_private.job_priority('scan-object', 'full_scan'), null)::graphile_worker.job_spec), '{}')
-      into v_new, v_specs
-      from ins;
-    if v_new > 0 then
-      perform graphile_worker.add_jobs(v_specs);
-    end if;
+    select count(*) into v_new
+      from dsx_private.admit_objects(p_objects, 'fs:' || v_scan.id || ':', 'full_scan', v_scan.id::text, v_scan.id,
+                                     v_scope.id, v_scope.integration_id, v_scan.correlation_id, v_scan.root_job_id,
+                                     p_parent_job_id, v_scan.requested_by, p_scan_max_attempts);
 
     with k as (
       select * from jsonb_to_recordset(coalesce(p_skipped, '[]')) as x(identity text, reason text, detail text)

@@ -254,26 +254,13 @@ begin
 
     if p_trailing or not v_has_db or db.last_scan_at <= now() - v_window then
       v_key := 'ev:' || e.id || ':' || v_hash;
-      insert into dsx.scan_results as r (idempotency_key, full_scan_id, scope_id, integration_id, object_identity,
-                                         source_type, source_entity_id, correlation_id, root_job_id, requested_by,
-                                         size, etag)
-      values (v_key, null, v_scope.id, v_scope.integration_id, e.object_identity, 'monitor', e.id::text,
-              e.correlation_id, p_job_id, 'monitor', e.size, e.etag)
-      on conflict (idempotency_key) do nothing
-      returning * into v_result;
-      if v_result.id is not null then
-        -- In the monitor lane ('monitor-scan-object'): no runner there holds full-scan jobs.
-        perform graphile_worker.add_job(
-          dsx_private.scan_task('monitor'),
-          dsx_private.job_envelope(dsx_private.scan_task('monitor'), v_result.scan_job_id, e.correlation_id, p_job_id,
-                                   p_job_id, v_key, 'monitor', e.id::text, v_scope.integration_id, v_scope.id,
-                                   e.object_identity, 'monitor',
-                                   jsonb_build_object('size', e.size, 'etag', e.etag, 'mtime', null)),
-          max_attempts := p_scan_max_attempts,
-          priority := dsx_private.job_priority(dsx_private.scan_task('monitor'), 'monitor'));
-      else
-        select * into v_result from dsx.scan_results r where r.idempotency_key = v_key;
-      end if;
+      -- In the monitor lane ('monitor-scan-object'): no runner there holds full-scan jobs. A repeat of
+      -- this job admits nothing and finds the result row of its first run.
+      perform dsx_private.admit_objects(
+        jsonb_build_array(jsonb_build_object('identity', e.object_identity, 'size', e.size, 'etag', e.etag)),
+        'ev:' || e.id || ':', 'monitor', e.id::text, null, v_scope.id, v_scope.integration_id, e.correlation_id,
+        p_job_id, p_job_id, 'monitor', p_scan_max_attempts);
+      select * into v_result from dsx.scan_results r where r.idempotency_key = v_key;
       insert into dsx_private.monitor_debounce as b (scope_id, identity_hash, last_scan_at, deferred_event_id)
       values (v_scope.id, v_hash, now(), null)
       on conflict (scope_id, identity_hash) do update set last_scan_at = now(), deferred_event_id = null;

@@ -7,19 +7,10 @@
  */
 import { isWithin } from '../connectors/identity.ts';
 import { integrationGet } from '../db/sql/catalog.ts';
-import { monitorEventsIngest, monitorEventsPending, type IngestDecision, type PendingEvent } from '../db/sql/monitor.ts';
+import { ingestScopes, monitorEventsIngest, monitorEventsPending, type IngestDecision, type IngestScope, type PendingEvent } from '../db/sql/monitor.ts';
 import type { Job } from '../jobs/envelope.ts';
 import type { PipelineContext } from '../pipeline/context.ts';
 import { scopeFilter } from '../pipeline/filters.ts';
-
-interface ScopeRow {
-  id: number;
-  root: string;
-  include_globs: string[];
-  exclude_globs: string[];
-  enabled: boolean;
-  monitor: boolean;
-}
 
 /** The bucket or container an integration is bound to (settings.bucket / settings.container), if any. */
 function boundContainer(settings: Record<string, unknown>): string | null {
@@ -27,7 +18,7 @@ function boundContainer(settings: Record<string, unknown>): string | null {
   return typeof c === 'string' && c !== '' ? c : null;
 }
 
-export function decide(event: PendingEvent, scopes: ScopeRow[], container: string | null): IngestDecision {
+export function decide(event: PendingEvent, scopes: IngestScope[], container: string | null): IngestDecision {
   const ignore = (reason: string, scopeId: number | null = null): IngestDecision => ({ event_id: event.id, scope_id: scopeId, action: 'ignore', reason });
   if (container !== null && event.container !== null && event.container !== container) return ignore('other_container');
   const scope = scopes.find((s) => isWithin(s.root, event.object_identity));
@@ -45,11 +36,7 @@ export async function ingestMonitorEvents(ctx: PipelineContext, job: Job<'monito
   if (events.length === 0) return { scanned: 0, deferred: 0, ignored: 0 }; // a redelivery: all done before
   const integration = await integrationGet(ctx.pool, job.integration_id);
   if (!integration) return { scanned: 0, deferred: 0, ignored: 0 }; // deleted: its events went with it
-  const { rows: scopes } = await ctx.pool.query<ScopeRow>(
-    `select id::float8 as id, root, include_globs, exclude_globs, enabled, monitor
-       from dsx.scopes where integration_id = $1`,
-    [job.integration_id],
-  );
+  const scopes = await ingestScopes(ctx.pool, job.integration_id);
   const container = boundContainer(integration.settings);
   return monitorEventsIngest(ctx.pool, {
     decisions: events.map((e) => decide(e, scopes, container)),

@@ -81,6 +81,26 @@ export async function monitorEventsPending(db: Queryable, ids: number[], trailin
   return rows as PendingEvent[];
 }
 
+/** What monitoring's ingest needs of a scope to decide whether an event is its object's. */
+export interface IngestScope {
+  id: number;
+  root: string;
+  include_globs: string[];
+  exclude_globs: string[];
+  enabled: boolean;
+  monitor: boolean;
+}
+
+/** Every scope of an integration, enabled or not (an event for a disabled scope is ignored with that reason). */
+export async function ingestScopes(db: Queryable, integrationId: number): Promise<IngestScope[]> {
+  const { rows } = await db.query<IngestScope>(
+    `select id::float8 as id, root, include_globs, exclude_globs, enabled, monitor
+       from dsx.scopes where integration_id = $1`,
+    [integrationId],
+  );
+  return rows;
+}
+
 export interface IngestDecision {
   event_id: number;
   scope_id: number | null;
