@@ -41,6 +41,8 @@ t.test('the SQL functions refuse bad names, taken names and bad URLs with the ru
     ['a scope name with a slash', 'select dsx.create_scope($1, $2, $3)', [integrationId, 'a/b', 'other'], /^scope name "a\/b" is not allowed: a name is 1-63 characters/],
     ['an empty scope name', 'select dsx.create_scope($1, $2, $3)', [integrationId, '', 'other'], /^scope name "" is not allowed/],
     ['a taken scope name', 'select dsx.create_scope($1, $2, $3)', [integrationId, 'docs', 'other'], /^a scope named "docs" already exists \(see: dsx-connect scope list\)$/],
+    // Its root overlaps its namesake's too: the name is what the repeat gets told about.
+    ['the same scope added a second time', 'select dsx.create_scope($1, $2, $3)', [integrationId, 'docs', 'docs'], /^a scope named "docs" already exists \(see: dsx-connect scope list\)$/],
     ['a channel name with unicode', `select dsx.create_notification_channel($1, 'https://hooks.example/x', 'a-long-secret')`, ['öps'], /^channel name "öps" is not allowed/],
     ['a taken channel name', `select dsx.create_notification_channel('ops', 'https://hooks.example/x', 'a-long-secret')`, [], /^a channel named "ops" already exists \(see: dsx-connect channel list\)$/],
     ['an ftp URL', `select dsx.create_notification_channel('c2', $1, 'a-long-secret')`, ['ftp://hooks.example/x'], /^channel c2: url "ftp:\/\/hooks\.example\/x" is not an http\(s\) URL/],

@@ -132,6 +132,11 @@ begin
   if tg_op = 'UPDATE' and new.root = old.root and new.integration_id = old.integration_id then
     return new;
   end if;
+  -- A name already taken is reported as that by scopes_unique_name (it fires after this trigger, in
+  -- name order), not as this scope overlapping its namesake: `scope add` run twice says "already exists".
+  if exists (select 1 from dsx.scopes s where s.name = new.name and s.id is distinct from new.id) then
+    return new;
+  end if;
   perform pg_advisory_xact_lock(hashtextextended('dsx.scopes.integration:' || new.integration_id, 0));
   select s.id, s.name, s.root into clash
     from dsx.scopes s

@@ -75,9 +75,9 @@ function sourceFor(pool: pg.Pool, target: QueueTarget, log: Logger, hooks: Queue
     queueUrl: target.queue_url,
     credentials: target.credentials,
     handle,
-    log,
+    // The source logs each failed poll once, itself (an onError that logged too made two lines of each).
+    log: log.child({ integration_id: target.integration_id }),
     afterHandle: (id) => hooks.beforeDelete?.(target.integration_id, [id]),
-    onError: (message) => log.warn({ integration_id: target.integration_id, err: message }, 'event queue'),
   });
 }
 
