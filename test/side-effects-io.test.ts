@@ -135,11 +135,19 @@ async function finalizeRate(t: Test, delayMs: number, objects: number): Promise<
 }
 
 t.test('a receiver that answers after 5 s does not slow finalization of a 1,000-detection burst', async (t) => {
-  const fast = await finalizeRate(t, 0, 1000);
-  const slow = await finalizeRate(t, 5000, 1000);
-  const ratio = slow / fast;
-  t.comment(`finalized/s: fast receiver ${fast.toFixed(0)}, slow receiver ${slow.toFixed(0)}, ratio ${ratio.toFixed(2)}`);
   // A stall (every worker slot waiting on the receiver, or the pool held by open transactions) shows
-  // as a ratio near 0; noise on a shared 2-core machine stays well above half.
-  t.ok(ratio >= 0.5, `finalization at ${ratio.toFixed(2)} of its rate with a fast receiver (>= 0.5)`);
+  // as a ratio near 0 in every round. Other processes on a shared 2-core machine only slow a run, and
+  // can slow the slow receiver's run more than the fast one's: a round below half is measured again,
+  // both runs, up to three rounds.
+  const ratios: number[] = [];
+  for (let round = 1; round <= 3 && !(ratios.at(-1)! >= 0.5); round++) {
+    await t.test(`round ${round}`, async (t) => {
+      const fast = await finalizeRate(t, 0, 1000);
+      const slow = await finalizeRate(t, 5000, 1000);
+      ratios.push(slow / fast);
+      t.comment(`finalized/s: fast receiver ${fast.toFixed(0)}, slow receiver ${slow.toFixed(0)}, ratio ${(slow / fast).toFixed(2)}`);
+    });
+  }
+  const best = Math.max(...ratios);
+  t.ok(best >= 0.5, `finalization at ${best.toFixed(2)} of its rate with a fast receiver (>= 0.5; rounds: ${ratios.map((r) => r.toFixed(2)).join(', ')})`);
 });
