@@ -540,7 +540,7 @@ view dsx.full_scan_progress as
             ELSE NULL::numeric
         END AS objects_per_s,
         CASE
-            WHEN f.status = 'running'::text AND f.enumeration_exhausted AND f.finalized > 0 AND f.discovered > f.finalized THEN round((f.discovered - f.finalized)::numeric * EXTRACT(epoch FROM now() - f.started_at) / f.finalized::numeric, 0)
+            WHEN f.status = 'running'::text AND f.enumeration_exhausted AND f.finalized > 0 AND f.discovered > f.finalized AND COALESCE(sc.state, 'ok'::text) = 'ok'::text THEN round((f.discovered - f.finalized)::numeric * EXTRACT(epoch FROM now() - f.started_at) / f.finalized::numeric, 0)
             ELSE NULL::numeric
         END AS eta_s,
     jsonb_build_object('clean', f.clean_count, 'malicious', f.malicious_count, 'unable_to_scan', f.unable_to_scan_count, 'unsupported_type', f.unsupported_type_count, 'fetch_failed', f.fetch_failed_count, 'timeout', f.timeout_count, 'policy_blocked', f.policy_blocked_count, 'canceled', f.canceled_count) AS outcomes,

@@ -77,6 +77,11 @@ t.test('DSXA stopped mid-scan for longer than all retries: nothing finalized mea
   await new Promise((r) => setTimeout(r, Math.max(0, 12_000 - (Date.now() - downAt))));
   t.equal(await verdictless(db.pool), 0, 'no object was finalized as unable_to_scan or timeout during the outage');
   t.equal((await getScan(db.pool, id)).finalized, during.finalized, 'nothing was finalized at all while DSXA was gone');
+  const { rows: later } = await db.pool.query('select eta_s, scanner_error from dsx.full_scan_progress where id = $1', [id]);
+  t.equal(later[0].eta_s, null, 'no ETA while nothing can progress');
+  // Probes at ~2 s and ~6 s into the outage found the port closed: the reason shown is theirs, not that
+  // of the requests cut off when the scanner went away.
+  t.match(later[0].scanner_error, /ECONNREFUSED/, 'the reason shown is the latest probe\'s');
 
   emu = await startEmulator({ port, latencyMs: 5 }); // back, on the same address
   const done = await waitForScan(db.pool, id, 120_000);

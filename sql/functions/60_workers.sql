@@ -37,8 +37,8 @@ begin
   return v_dead;
 end $$;
 
--- A worker process's view of the scanner, recorded on every change (and refreshed with the heartbeat).
--- A change is audited and announced to the subscribers of every running full scan, whose progress
+-- A worker process's view of the scanner, recorded on every change of state or of its reason (and
+-- refreshed with the heartbeat). A change of state is audited and announced to the subscribers of every running full scan, whose progress
 -- events carry the scanner's state.
 create or replace function dsx_private.report_scanner_status(
   p_process_id text, p_hostname text, p_pid integer, p_dsxa_url text, p_state text, p_since timestamptz, p_error text

@@ -6,7 +6,7 @@
 -- Live progress for psql and GraphQL: counts, rate and ETA per full scan.
 -- The percentage and the ETA need the total: both are null until enumeration is exhausted (before, a
 -- scan 36% through a 200,000-object scope showed "95.3%, ETA 0s", the share of what had been listed so
--- far), and the ETA only while the scan runs. Skipped entries are counted per reason; an unreadable
+-- far), and the ETA only while the scan runs and the scanner answers. Skipped entries are counted per reason; an unreadable
 -- directory is also a warning naming the first three. side_effects and first_side_effect_failure join
 -- the ledger through the scan's results: they cost a query of their own, so select them only where
 -- they are shown (scan status), not in what polls (the progress subscription does not).
@@ -19,7 +19,9 @@ select f.id, f.scope_id, s.name as scope_name, f.status, f.discovered, f.finaliz
        case when f.started_at is not null and coalesce(f.finished_at, now()) > f.started_at
             then round(f.finalized / extract(epoch from coalesce(f.finished_at, now()) - f.started_at)::numeric, 1) end
          as objects_per_s,
+       -- No ETA while the scanner is unavailable either: nothing progresses until it answers.
        case when f.status = 'running' and f.enumeration_exhausted and f.finalized > 0 and f.discovered > f.finalized
+                 and coalesce(sc.state, 'ok') = 'ok'
             then round((f.discovered - f.finalized)
                        * extract(epoch from now() - f.started_at)::numeric / f.finalized, 0) end as eta_s,
        jsonb_build_object('clean', f.clean_count, 'malicious', f.malicious_count,

@@ -28,7 +28,7 @@ const UNREACHABLE = /\b(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREAC
 
 export type ScannerState = 'ok' | 'unavailable' | 'unauthorized';
 
-/** What a state change is reported with. */
+/** What a state change, or a new reason in the same state, is reported with. */
 export interface ScannerStatus {
   state: ScannerState;
   /** When the current state began. */
@@ -40,7 +40,7 @@ export interface ScannerStatus {
 export interface ScannerHealthOptions {
   /** Asks the scanner once; resolves when it answered with a verdict, throws a DsxaError otherwise. */
   probe(): Promise<void>;
-  /** Called on every change of state (records it in the database). */
+  /** Called on every change of state, and of the reason while not ok (records it in the database). */
   report?(status: ScannerStatus): Promise<void> | void;
   onChange?(status: ScannerStatus): void;
   now?: () => number;
@@ -151,14 +151,15 @@ export class ScannerHealth {
 
   #set(state: ScannerState, error: string | null): void {
     const changed = state !== this.#state;
+    // A new reason in the same state is reported too (not logged again): during an outage the status
+    // should say why now ("connection refused"), not why it began (the requests the crash cut off).
+    const reasonChanged = !changed && state !== 'ok' && error !== this.#error;
     this.#state = state;
     this.#error = error;
     if (changed) this.#since = new Date(this.#now());
     const status = this.status;
-    if (changed) {
-      this.#opts.onChange?.(status);
-      void Promise.resolve(this.#opts.report?.(status)).catch(() => {});
-    }
+    if (changed) this.#opts.onChange?.(status);
+    if (changed || reasonChanged) void Promise.resolve(this.#opts.report?.(status)).catch(() => {});
     if (state === 'ok') {
       clearTimeout(this.#timer);
       this.#timer = undefined;
@@ -188,8 +189,9 @@ export class ScannerHealth {
       this.recordSuccess();
     } catch (err) {
       const e = err as DsxaError;
-      this.#error = e.message ?? String(err);
-      if (e.kind === 'auth' && this.#state !== 'unauthorized') this.#set('unauthorized', this.#error);
+      const message = e.message ?? String(err);
+      if (e.kind === 'auth' && this.#state !== 'unauthorized') this.#set('unauthorized', message);
+      else if (this.#state !== 'ok' && message !== this.#error) this.#set(this.#state, message);
       this.#probeDelay = Math.min(PROBE_MAX_MS, this.#probeDelay * 2);
       this.#schedule();
     }
