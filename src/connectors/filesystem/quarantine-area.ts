@@ -52,16 +52,31 @@ function realOrNull(p: string): string | null {
 }
 
 /**
+ * The real path of `p` as far as it exists: its deepest existing ancestor resolved, the rest appended
+ * (a quarantine directory the worker has not created yet is reached through its existing parents).
+ */
+function realAsFarAsExists(p: string): string {
+  const rest: string[] = [];
+  for (let dir = path.resolve(p); ; dir = path.dirname(dir)) {
+    const real = realOrNull(dir);
+    if (real !== null) return path.join(real, ...rest);
+    if (path.dirname(dir) === dir) return path.resolve(p);
+    rest.unshift(path.basename(dir));
+  }
+}
+
+/**
  * Why `quarantineDir` overlaps the root of one of `others` (filesystem integrations other than its
- * own), lexically or by real path, or null. A root or directory that does not exist is compared as written.
+ * own), lexically or by real path (as far as it exists), or null. A root that does not exist is
+ * compared as written.
  */
 export function quarantineOtherRootsProblem(quarantineDir: string, others: readonly OtherRoot[]): string | null {
   const q = path.resolve(quarantineDir);
-  const realQ = realOrNull(q);
+  const realQ = realAsFarAsExists(q);
   for (const o of others) {
     if (!path.isAbsolute(o.root)) continue; // the database refuses such a root; nothing to overlap
     const root = path.resolve(o.root);
-    const problem = otherProblem(q, root, o) ?? (realQ === null ? null : otherProblem(realQ, realOrNull(root) ?? root, o));
+    const problem = otherProblem(q, root, o) ?? otherProblem(realQ, realOrNull(root) ?? root, o);
     if (problem) return problem;
   }
   return null;
