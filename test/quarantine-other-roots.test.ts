@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type pg from 'pg';
 import t, { type Test } from 'tap';
+import { integrationCreate } from '../src/db/sql/catalog.ts';
 import { EICAR } from '../src/testing/fixtures.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { apiServer, operation, token } from './helpers/graphql.ts';
@@ -91,6 +92,14 @@ t.test('integration add refuses a quarantine inside or containing another integr
   const fineAgain = await add('a', '--root', a, '--quarantine', path.join(base, 'aq'));
   t.equal(fineAgain.code, 1, 'adding it twice is refused by its name, not half-done');
   t.equal(await integrationCount(db.pool), 3, 'one row for it');
+
+  // A share over the data directory, written through SQL past these checks: the default quarantine of
+  // any new integration would lie in it, so one without --quarantine is refused.
+  const wide = await integrationCreate(db.pool, { name: 'wide', kind: 'filesystem', settings: { root: env.DSX_DATA_DIR } });
+  const byDefault = await add('e', '--root', a);
+  t.same([byDefault.code, byDefault.stderr], [1,
+    `error: the default quarantine directory ${path.join(env.DSX_DATA_DIR, 'quarantine', '<integration id>')} would overlap the root ${env.DSX_DATA_DIR} of filesystem integration wide (id ${wide.id}), whose share users could tamper with it; give a quarantine directory outside every filesystem integration's root (--quarantine, settings.quarantine_dir)`,
+  ], 'the default quarantine is checked too');
 });
 
 t.test('GraphQL createIntegration refuses the same settings with the same message as the CLI', async (t) => {
