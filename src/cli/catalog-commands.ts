@@ -82,7 +82,8 @@ export function registerCatalogCommands(program: Command): void {
           const row = await withActor(db.pool, cliActor(), async (q) => {
             if (o.kind === 'filesystem') {
               // Against the other filesystem integrations: neither one's share may hold the other's quarantine.
-              const problem = filesystemSettingsProblem(settings, filesystemNeighbours(await filesystemRoots(q), loadConfig().dataDir), loadConfig().dataDir);
+              const { dataDir } = loadConfig();
+              const problem = filesystemSettingsProblem(settings, filesystemNeighbours(await filesystemRoots(q), dataDir), dataDir);
               if (problem) throw new UsageError(problem.message, { hint: problem.hint });
             }
             return integrationCreate(q, { name: o.name, kind: o.kind, settings, credentials });

@@ -4,9 +4,10 @@
  * Its real path is resolved once (creating it with mode 0700 when missing) and refused unless it lies
  * outside the integration root and outside the root of every other filesystem integration (and
  * contains none of them), is owned by the service user and is not writable by group or others: then
- * no share user, of this share or another, can plant a symlink in it or tamper with the evidence. Every use opens
- * it again component by component from `/` without following symlinks, re-checks owner and mode, and
- * creates and enters each level below it the same way, so a symlink found anywhere in it is refused.
+ * no share user, of this share or another, can plant a symlink in it or tamper with the evidence.
+ * Every use opens it again component by component from `/` without following symlinks, re-checks
+ * owner and mode, and creates and enters each level below it the same way, so a symlink found
+ * anywhere in it is refused.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -36,7 +37,7 @@ export interface OtherRoot {
 
 const nameOf = (o: OtherRoot) => `${o.name} (id ${o.id})`;
 
-/** Why the quarantine directory `q` overlaps another integration's root `root` (as `shown`), or null. */
+/** Why the quarantine directory `q` overlaps `root`, the root of the other integration `o`, or null. */
 function otherProblem(q: string, root: string, o: OtherRoot): string | null {
   if (relativeInside(root, q) !== null) return `quarantine directory ${q} is inside the root ${root} of filesystem integration ${nameOf(o)}, whose share users could tamper with it; ${CHOOSE_OUTSIDE_EVERY}`;
   if (relativeInside(q, root) !== null) return `quarantine directory ${q} contains the root ${root} of filesystem integration ${nameOf(o)}; ${CHOOSE_OUTSIDE_EVERY}`;

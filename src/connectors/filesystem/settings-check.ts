@@ -1,8 +1,9 @@
 /**
  * The host-side check of a filesystem integration's settings before it is created: the root is an
  * existing directory, the quarantine directory may serve it and stays out of every other filesystem
- * integration's root, and the root covers no other integration's quarantine directory. `dsx-connect integration add` and the
- * GraphQL `createIntegration` mutation run the same check, with the same words. The database checks
+ * integration's root, and the root covers no other integration's quarantine directory.
+ * `dsx-connect integration add` and the GraphQL `createIntegration` mutation run the same check, with
+ * the same words. The database checks
  * only what it can see (an absolute path, a quarantine outside the root, lexically).
  *
  * The check runs where the command or the API server runs. Workers on other hosts read the same path
