@@ -2,6 +2,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import {
+  filesystemRoots,
   integrationCreate,
   integrationDelete,
   integrationGetByName,
@@ -17,7 +18,7 @@ import {
 } from '../db/sql/catalog.ts';
 import { eventSecretEnsure, monitorOverview, scopeSetMonitor } from '../db/sql/monitor.ts';
 import { loadConfig } from '../config.ts';
-import { filesystemSettingsProblem } from '../connectors/filesystem/settings-check.ts';
+import { filesystemNeighbours, filesystemSettingsProblem } from '../connectors/filesystem/settings-check.ts';
 import crypto from 'node:crypto';
 import { registerChannelCommands } from './channel-commands.ts';
 import { cliActor } from './cli-actor.ts';
@@ -78,7 +79,15 @@ export function registerCatalogCommands(program: Command): void {
           throw new UsageError(`unknown --kind ${JSON.stringify(o.kind)} (expected filesystem, synthetic, s3 or azure_blob)`);
         }
         await withDatabase(async (db) => {
-          const row = await withActor(db.pool, cliActor(), (q) => integrationCreate(q, { name: o.name, kind: o.kind, settings, credentials }));
+          const row = await withActor(db.pool, cliActor(), async (q) => {
+            if (o.kind === 'filesystem') {
+              // Against the other filesystem integrations: neither one's share may hold the other's quarantine.
+              const { dataDir } = loadConfig();
+              const problem = filesystemSettingsProblem(settings, filesystemNeighbours(await filesystemRoots(q), dataDir), dataDir);
+              if (problem) throw new UsageError(problem.message, { hint: problem.hint });
+            }
+            return integrationCreate(q, { name: o.name, kind: o.kind, settings, credentials });
+          });
           output(!!o.json, row, () => String(row.id));
         });
       }),

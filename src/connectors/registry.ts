@@ -5,12 +5,12 @@
  * the process, and a new limiter per rebuild would forget the requests still in flight.
  */
 import type pg from 'pg';
-import { integrationCredentialsGet, integrationGet, type Integration } from '../db/sql/catalog.ts';
+import { filesystemRoots, integrationCredentialsGet, integrationGet, type Integration } from '../db/sql/catalog.ts';
 import type { Logger } from '../log.ts';
 import { AzureBlobConnector } from './azure-blob/connector.ts';
 import { limitOptionsOf, parseAzureBlobSettings } from './azure-blob/settings.ts';
 import { FaultyConnector } from './faulty.ts';
-import { defaultQuarantineDir, FilesystemConnector } from './filesystem/index.ts';
+import { defaultQuarantineDir, FilesystemConnector, type OtherRoot } from './filesystem/index.ts';
 import { RequestLimiter } from './rate-limit.ts';
 import { S3Connector } from './s3/connector.ts';
 import { limiterOptionsOf, parseS3Settings } from './s3/settings.ts';
@@ -30,6 +30,8 @@ export interface ConnectorInputs {
   credentials?: unknown;
   /** The integration's limiter (cloud connectors); one is made when absent. */
   limiter?: RequestLimiter;
+  /** Filesystem: the other filesystem integrations' roots, which its quarantine must stay out of. */
+  otherRoots?: readonly OtherRoot[];
 }
 
 type IntegrationRow = Pick<Integration, 'id' | 'name' | 'kind' | 'settings'>;
@@ -68,6 +70,7 @@ function baseConnector(integration: IntegrationRow, env: ConnectorEnvironment, i
         // The default is outside every share (a share user could plant symlinks in one inside it).
         quarantineDir:
           typeof s.quarantine_dir === 'string' ? s.quarantine_dir : env.dataDir !== undefined ? defaultQuarantineDir(env.dataDir, integration.id) : undefined,
+        otherRoots: inputs.otherRoots,
       });
     case 'synthetic':
       return new SyntheticConnector({
@@ -124,13 +127,19 @@ export class ConnectorRegistry {
       const row = await integrationGet(this.#pool, integrationId);
       if (!row) throw new Error(`unknown integration id ${integrationId}`);
       const credentials = row.kind === 's3' || row.kind === 'azure_blob' ? await integrationCredentialsGet(this.#pool, integrationId) : null;
-      const fingerprint = JSON.stringify([row.kind, row.settings, credentials]);
+      // Settings can change through psql, past the checks of integration add: the quarantine is checked
+      // against the other shares' roots at every move, and a change of any of them rebuilds the connector.
+      const otherRoots: OtherRoot[] | undefined =
+        row.kind === 'filesystem'
+          ? (await filesystemRoots(this.#pool)).filter((r) => r.id !== row.id).map((r) => ({ id: r.id, name: r.name, root: r.root }))
+          : undefined;
+      const fingerprint = JSON.stringify([row.kind, row.settings, credentials, otherRoots ?? null]);
       if (previous && previous.fingerprint === fingerprint) {
         pending.fingerprint = fingerprint;
         return previous.connector; // unchanged: keep the connector (and its sockets)
       }
       pending.fingerprint = fingerprint;
-      const connector = connectorFor(row, this.#env, { credentials, limiter: this.#limiterOf(row) });
+      const connector = connectorFor(row, this.#env, { credentials, limiter: this.#limiterOf(row), otherRoots });
       if (previous) this.#closeLater(previous.connector);
       return connector;
     })();

@@ -17,7 +17,7 @@ import { probeFilesystem } from './probe.ts';
 import { bytesFromName } from '../identity.ts';
 import { ConnectorError, type ActionResult, type Connector, type ObjectInfo, type OpenedObject, type Page, type ProbeResult, type QuarantineOptions } from '../types.ts';
 import { relativeInside, textPath } from './paths.ts';
-import { QuarantineArea } from './quarantine-area.ts';
+import { QuarantineArea, type OtherRoot } from './quarantine-area.ts';
 import { quarantineObject } from './quarantine.ts';
 import { openObject, statObject } from './read.ts';
 import { removeObject } from './remove.ts';
@@ -34,6 +34,11 @@ export interface FilesystemConnectorOptions {
    * Without one, `quarantine` fails with a configuration error.
    */
   quarantineDir?: string;
+  /**
+   * The roots of the other filesystem integrations (the registry passes them): the quarantine
+   * directory must not be inside or contain any of them, or that share's users could tamper with it.
+   */
+  otherRoots?: readonly OtherRoot[];
 }
 
 /** Connector for a directory tree. Identities are paths relative to `root`. */
@@ -57,7 +62,7 @@ export class FilesystemConnector implements Connector {
     if (typeof q !== 'string' || !path.isAbsolute(q)) {
       throw new ConnectorError('invalid', `quarantine directory must be an absolute path, got ${JSON.stringify(q)}`);
     }
-    this.#quarantine = new QuarantineArea(q);
+    this.#quarantine = new QuarantineArea(q, opts.otherRoots ?? []);
     if (relativeInside(this.#quarantine.path, this.#root) !== null) {
       throw new ConnectorError('invalid', `quarantine directory ${this.#quarantine.path} must not contain the root ${this.#root}`);
     }

@@ -64,6 +64,31 @@ export async function integrationCredentialsGet(db: Queryable, id: number): Prom
   return rows[0]?.c ?? null;
 }
 
+/** A filesystem integration's root and its explicit quarantine directory (null: the default). */
+export interface FilesystemRoot {
+  id: number;
+  name: string;
+  root: string;
+  quarantine_dir: string | null;
+}
+
+/**
+ * Every filesystem integration's settings.root (and settings.quarantine_dir), by id: what a quarantine
+ * directory must stay out of, and what a new root must not cover. Rows whose root is not a string are
+ * left out (the database refuses them on insert; settings edited through psql could still hold one).
+ */
+export async function filesystemRoots(db: Queryable): Promise<FilesystemRoot[]> {
+  const { rows } = await db.query<FilesystemRoot>(
+    `select id::float8 as id, name, settings->>'root' as root,
+            case when jsonb_typeof(settings->'quarantine_dir') = 'string' then settings->>'quarantine_dir' end as quarantine_dir
+       from dsx.integrations
+      where kind = $1 and jsonb_typeof(settings->'root') = 'string'
+      order by id`,
+    ['filesystem'],
+  );
+  return rows;
+}
+
 export async function integrationList(db: Queryable): Promise<Integration[]> {
   const { rows } = await db.query(`select ${integrationColumns} from dsx.integrations order by id`);
   return rows as Integration[];
