@@ -32,8 +32,22 @@ export async function startServer(): Promise<BenchServer> {
   if (!adminUrl) {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dsx-bench-pg-'));
     fs.chmodSync(tmp, 0o755);
-    // track_commit_timestamp: the progress-latency scenario reads when each NOTIFY's transaction committed.
-    server = await ensureEmbeddedPostgres({ dataDir: tmp, port: await freePort(), settings: { track_functions: 'pl', track_commit_timestamp: 'on' }, onNotice: () => {} });
+    // track_commit_timestamp: the progress-latency scenario reads when each NOTIFY's transaction committed,
+    // and the scale scenario orders job-table changes by commit. pg_stat_statements is loaded but tracks
+    // nothing unless a scenario turns it on for its database (trackStatements). max_connections: the
+    // scale scenario's five role processes open up to ~150 connections beside the bench's own.
+    server = await ensureEmbeddedPostgres({
+      dataDir: tmp,
+      port: await freePort(),
+      settings: {
+        track_functions: 'pl',
+        track_commit_timestamp: 'on',
+        shared_preload_libraries: 'pg_stat_statements',
+        'pg_stat_statements.track': 'none',
+        max_connections: '300',
+      },
+      onNotice: () => {},
+    });
     adminUrl = server.adminUrl;
   }
   const c = new pg.Client({ connectionString: adminUrl });
@@ -100,4 +114,21 @@ export async function startEmulatorProcess(opts: { latencyMs?: number; capacity?
         proc.kill('SIGTERM');
       }),
   };
+}
+
+/**
+ * Turns on pg_stat_statements (every statement, nested ones included) for the new sessions of one
+ * database; false when the server does not have it loaded (a server of your own). It costs ~15% of
+ * throughput here, so only profiling runs (`--profile`) use it.
+ */
+export async function trackStatements(pool: pg.Pool, database: string): Promise<boolean> {
+  try {
+    await pool.query('create extension if not exists pg_stat_statements');
+    await pool.query(`alter database ${pg.escapeIdentifier(database)} set pg_stat_statements.track = 'all'`);
+    await pool.query(`alter database ${pg.escapeIdentifier(database)} set pg_stat_statements.track_utility = off`);
+    await pool.query('select pg_stat_statements_reset()');
+    return true;
+  } catch {
+    return false;
+  }
 }

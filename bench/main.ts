@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --scenario NAME] [--objects N] [--concurrency N] [--page-size N] [--json]`: runs the scenarios on
+ * `npm run bench [-- --scenario NAME] [--objects N] [--concurrency N] [--page-size N] [--profile] [--json]`: runs the scenarios on
  * this machine with a throwaway embedded PostgreSQL, prints a table (or one JSON report with --json)
  * and writes the report to bench/results/.
  */
@@ -11,6 +11,7 @@ import { loadConfig, PROJECT_DIR } from '../src/config.ts';
 import { startServer } from './env.ts';
 import { monitorLatency, progressLatency } from './latency.ts';
 import { ceiling, enumeration, filesystem, overhead, scannerBound } from './scenarios.ts';
+import { SCALE_SCENARIOS, SCALE_DEFAULT_OBJECTS, scaleSummaryRows } from './scale-scenarios.ts';
 
 const SCENARIOS = {
   ceiling,
@@ -20,6 +21,7 @@ const SCENARIOS = {
   'monitor-latency': monitorLatency,
   'progress-latency': progressLatency,
   filesystem,
+  ...SCALE_SCENARIOS,
 } as const;
 type Name = keyof typeof SCENARIOS;
 const DEFAULT_OBJECTS: Record<Name, number> = {
@@ -31,6 +33,7 @@ const DEFAULT_OBJECTS: Record<Name, number> = {
   'monitor-latency': 100_000,
   'progress-latency': 20_000,
   filesystem: 20_000,
+  ...SCALE_DEFAULT_OBJECTS,
 };
 
 function parseOptions() {
@@ -42,11 +45,12 @@ function parseOptions() {
         concurrency: { type: 'string' },
         'page-size': { type: 'string' },
         json: { type: 'boolean', default: false },
+        profile: { type: 'boolean', default: false },
       },
     });
   } catch (err) {
     // An unknown option or a missing value: say which, as a usage error.
-    console.error(`${(err as Error).message.split('\n')[0]} (usage: npm run bench -- [--scenario NAME] [--objects N] [--concurrency N] [--page-size N] [--json])`);
+    console.error(`${(err as Error).message.split('\n')[0]} (usage: npm run bench -- [--scenario NAME] [--objects N] [--concurrency N] [--page-size N] [--profile] [--json])`);
     process.exit(2);
   }
 }
@@ -79,7 +83,7 @@ try {
   for (const name of names) {
     const objects = values.objects ? Number(values.objects) : DEFAULT_OBJECTS[name];
     if (!values.json) process.stderr.write(`running ${name} (${objects} objects)...\n`);
-    (report.scenarios as Record<string, unknown>)[name] = await SCENARIOS[name](server, { objects, concurrency, pageSize });
+    (report.scenarios as Record<string, unknown>)[name] = await SCENARIOS[name](server, { objects, concurrency, pageSize, profile: values.profile });
   }
 } finally {
   await server.stop();
@@ -117,6 +121,7 @@ function summaryTable(r: Record<string, any>): string {
   const p = r['progress-latency'];
   if (p) rows.push(['6 progress latency', `p50 ${n(p.latency_ms.p50, 1)} ms, p99 ${n(p.latency_ms.p99, 1)} ms`, 'p99 <= 250', yes(p.holds)]);
   if (r.filesystem) rows.push(['7 filesystem', `${n(r.filesystem.objects_per_s)} objects/s`, '', '']);
+  rows.push(...scaleSummaryRows(r, n, yes));
   const all = [['scenario', 'figure', 'target', 'holds'], ...rows];
   const w = [0, 1, 2, 3].map((c) => Math.max(...all.map((row) => row[c]!.length)));
   return all.map((row) => row.map((cell, c) => cell.padEnd(w[c]!)).join('  ').trimEnd()).join('\n');

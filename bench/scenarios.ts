@@ -19,6 +19,8 @@ export interface BenchOptions {
   concurrency: number;
   /** Enumeration page size (DSX_PAGE_SIZE of the workers); 1,000 unless --page-size says otherwise. */
   pageSize?: number;
+  /** --profile: scenarios that support it also report pg_stat_statements (costs ~15% throughput). */
+  profile?: boolean;
 }
 
 export const quiet = log.child({});
