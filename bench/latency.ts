@@ -7,6 +7,7 @@
  * database times come from the same host's clock, so differences between the two are meaningful.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createClient } from 'graphql-ws';
@@ -59,8 +60,24 @@ async function withLoopDelay<T>(fn: () => Promise<T>): Promise<[T, { p50: number
  */
 function jobTimings(worker: WorkerHandle) {
   let phase: string | null = null;
+  let phaseStart = 0;
   const started = new Map<string, number>();
   const rows: { phase: string; task: string; wait: number; run: number }[] = [];
+  // Each lane's fetches (local queue refills) and how many came back empty, per phase: an empty fetch
+  // still walks graphile-worker's index past every queued job of the other lanes.
+  const fetches = new Map<string, Record<string, { fetches: number; empty: number }>>();
+  const seconds = new Map<string, number>();
+  worker.runners.forEach((runner, i) => {
+    const lane = worker.lanes[i]!;
+    runner.events.on('localQueue:getJobs:complete', ({ jobs }) => {
+      if (!phase) return;
+      const byLane = fetches.get(phase) ?? {};
+      fetches.set(phase, byLane);
+      const f = (byLane[lane] ??= { fetches: 0, empty: 0 });
+      f.fetches++;
+      if (jobs.length === 0) f.empty++;
+    });
+  });
   // A finalize job is a batch job (an array of envelopes): it counts when it carries a monitoring one.
   const isMonitor = (p: unknown) => (p as { source_type?: string } | null)?.source_type === 'monitor';
   for (const events of worker.runners.map((r) => r.events)) {
@@ -77,7 +94,15 @@ function jobTimings(worker: WorkerHandle) {
   }
   return {
     setPhase(p: string | null) {
+      if (phase) seconds.set(phase, (now() - phaseStart) / 1000);
       phase = p;
+      phaseStart = now();
+    },
+    /** Per lane: fetches and empty fetches per second of the phase. */
+    fetchRates(p: string) {
+      const s = seconds.get(p) ?? 0;
+      const rate = (n: number) => (s > 0 ? round1(n / s) : null);
+      return Object.fromEntries(Object.entries(fetches.get(p) ?? {}).map(([lane, f]) => [lane, { fetches_per_s: rate(f.fetches), empty_per_s: rate(f.empty) }]));
     },
     summary(p: string) {
       const out: Record<string, { queue_wait_ms: ReturnType<typeof percentiles>; run_ms: ReturnType<typeof percentiles> }> = {};
@@ -160,6 +185,8 @@ export async function monitorLatency(server: BenchServer, o: BenchOptions) {
   const IDLE_EVENTS = 200;
   const WARMUP_EVENTS = 10;
   const LOAD_EVENTS = 100;
+  // The machine's load average (1, 5, 15 min) around the run: other work on the host moves every figure.
+  const loadBefore = os.loadavg().map(round1);
   const stack = new Stack();
   try {
     const emu = await startEmulatorProcess({ latencyMs: 0, capacity: 256 });
@@ -318,13 +345,15 @@ export async function monitorLatency(server: BenchServer, o: BenchOptions) {
     const loadP = load.accepted_to_finalized_ms;
     return {
       definition: 'accepted = HTTP 202 received by the sender; finalized = scan_results.finalized_at (clock_timestamp() of the finalize statement)',
-      idle: { ...idle, warmup_events: WARMUP_EVENTS, jobs: jobs.summary('idle'), event_loop_delay_ms: idleLoop },
-      under_load: { ...load, jobs: jobs.summary('load'), event_loop_delay_ms: loadLoop },
-      targets: { idle_p50_ms: 30, idle_p99_ms: 100, under_load_p99_ms: 500 },
+      load_average: { before: loadBefore, after: os.loadavg().map(round1) },
+      idle: { ...idle, warmup_events: WARMUP_EVENTS, jobs: jobs.summary('idle'), lane_fetches: jobs.fetchRates('idle'), event_loop_delay_ms: idleLoop },
+      under_load: { ...load, jobs: jobs.summary('load'), lane_fetches: jobs.fetchRates('load'), event_loop_delay_ms: loadLoop },
+      // Issue 12: p99 <= 250 ms under a full scan at full speed (it was 500 before the monitor lane).
+      targets: { idle_p50_ms: 30, idle_p99_ms: 100, under_load_p99_ms: 250 },
       holds: {
         idle_p50: idleP.p50 !== null && idleP.p50 <= 30,
         idle_p99: idleP.p99 !== null && idleP.p99 <= 100,
-        under_load_p99: loadP.p99 !== null && loadP.p99 <= 500,
+        under_load_p99: loadP.p99 !== null && loadP.p99 <= 250,
       },
     };
   } finally {

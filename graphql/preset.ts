@@ -1,8 +1,8 @@
 /**
  * The PostGraphile v5 preset of the API: reflection over schema `dsx` (Amber preset, exposure by
- * smart tags in sql/0007_graphql_api.sql), our plugins, websockets for subscriptions, the request
- * limits, and the caller's identity turned into database settings (role, subject) for every request's
- * transaction.
+ * smart tags in sql/migrations/0007_graphql_api.sql and sql/functions/), our plugins, websockets for
+ * subscriptions, the request limits, and the caller's identity turned into database settings (role,
+ * subject) for every request's transaction.
  */
 import type http from 'node:http';
 import type pg from 'pg';

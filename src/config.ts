@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseEnv } from 'node:util';
+import { parseCronItem } from 'graphile-worker';
 import { z } from 'zod';
 import { DEFAULT_API_LIMITS, type ApiLimits } from './server/api-limits.ts';
 import { parseOrigin } from './server/origin-guard.ts';
@@ -58,6 +59,30 @@ const origins = z
     return out;
   });
 
+/** A retention in whole days: 1-36500, or 0 to keep forever (a mistyped value must not mean "delete"). */
+const retentionDays = (def: number) =>
+  z
+    .string()
+    .default(String(def))
+    .refine((v) => /^\d{1,5}$/.test(v.trim()) && Number(v) <= 36_500, {
+      error: (issue) => `must be a whole number of days from 1 to 36500, or 0 to keep forever (got ${JSON.stringify(issue.input)})`,
+    })
+    .transform(Number);
+/** A cron expression (minute hour day-of-month month day-of-week), checked by graphile-worker's own parser. */
+const cronSchedule = (def: string) =>
+  z
+    .string()
+    .default(def)
+    .transform((v) => v.trim())
+    .superRefine((v, ctx) => {
+      try {
+        parseCronItem({ task: 'retention-sweep', match: v });
+      } catch (err) {
+        const why = (err as Error).message.replace(/\s+/g, ' ');
+        ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is not a cron expression of 5 fields (minute hour day-of-month month day-of-week, e.g. "0 * * * *" for hourly): ${why}` });
+      }
+    });
+
 const envSchema = z.object({
   DATABASE_URL: optionalText,
   DSX_DATA_DIR: optionalText,
@@ -74,6 +99,12 @@ const envSchema = z.object({
   // Unset: sized from the page size and the worker concurrency (defaultScanWindow below).
   DSX_SCAN_WINDOW: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(1).max(100_000_000).optional()),
   DSX_EFFECTS_CONCURRENCY: int(32),
+  // The monitor lane's jobs at once per worker process. Default 16: at 100 events/s (issue 12's sizing
+  // case) and ~50 ms per object in the lane (ingest ~3-6 ms, finalize ~3-5 ms measured; a small
+  // object's DSXA scan ~10-40 ms), ~5 jobs run at a time (Little's law); 16 absorbs bursts of 3x
+  // that, or objects 3x slower, while taking at most 16 of the scanner's slots. Past 1,000 only
+  // memory grows.
+  DSX_MONITOR_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(16),
   DSX_WORKER_HEARTBEAT_MS: int(10_000, 100),
   DSX_WORKER_DEAD_AFTER_MS: int(60_000, 500),
   DSX_WEBHOOK_ALLOWED_HOSTS: z.string().default(''),
@@ -93,9 +124,28 @@ const envSchema = z.object({
   DSX_API_MAX_ROOT_FIELDS: int(DEFAULT_API_LIMITS.maxRootFields),
   DSX_API_MAX_ALIASES: int(DEFAULT_API_LIMITS.maxAliases, 0),
   DSX_API_MAX_COST: int(DEFAULT_API_LIMITS.maxCost),
-  DSX_JWT_SECRET: z.string().min(32, 'must be at least 32 characters (HS256 key)').optional(),
+  DSX_JWT_SECRET: z.preprocess((v) => (v === '' ? undefined : v), z.string().min(32, 'must be at least 32 characters (HS256 key)').optional()),
   DSX_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  DSX_RETENTION_RESULTS_DAYS: retentionDays(90),
+  DSX_RETENTION_EVENTS_DAYS: retentionDays(14),
+  DSX_RETENTION_AUDIT_DAYS: retentionDays(365),
+  DSX_RETENTION_JOBS_DAYS: retentionDays(30),
+  DSX_RETENTION_SCHEDULE: cronSchedule('0 * * * *'),
 });
+
+/** How long each table family is kept (days; 0 = forever) and when the sweep runs (src/retention/). */
+export interface RetentionConfig {
+  /** dsx.scan_results (finalized, not an object's latest, not of a running scan) and their side effects. */
+  resultsDays: number;
+  /** dsx.monitor_events handled, and idle debounce entries. */
+  eventsDays: number;
+  /** dsx.audit_log. */
+  auditDays: number;
+  /** graphile-worker jobs failed for good, and dsx.invalid_jobs. */
+  jobsDays: number;
+  /** Cron expression of the sweep (graphile-worker's crontab), e.g. "0 * * * *". */
+  schedule: string;
+}
 
 export interface Config {
   /** External PostgreSQL; unset = the embedded one in `dataDir`. */
@@ -121,6 +171,8 @@ export interface Config {
   scanWindow: number;
   /** Side-effect jobs (remediation, notification) run at once per worker process, in their own lane. */
   effectsConcurrency: number;
+  /** Monitoring's (and manual scans') ingest, scan and finalize jobs run at once per worker process, in the monitor lane. */
+  monitorConcurrency: number;
   /** How often each worker records that it is alive (and sweeps for dead ones). */
   heartbeatMs: number;
   /** A worker silent this long is dead: its jobs are unlocked for others. */
@@ -148,6 +200,8 @@ export interface Config {
   apiAllowedOrigins: string[];
   /** What one GraphQL request may ask of the API. */
   apiLimits: ApiLimits;
+  /** Retention of results, events, audit entries and failed jobs, and the sweep's schedule. */
+  retention: RetentionConfig;
 }
 
 /**
@@ -191,6 +245,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workerConcurrency: e.DSX_WORKER_CONCURRENCY,
     scanWindow,
     effectsConcurrency: e.DSX_EFFECTS_CONCURRENCY,
+    monitorConcurrency: e.DSX_MONITOR_CONCURRENCY,
     heartbeatMs: e.DSX_WORKER_HEARTBEAT_MS,
     deadWorkerAfterMs: e.DSX_WORKER_DEAD_AFTER_MS,
     logLevel: e.DSX_LOG_LEVEL,
@@ -212,6 +267,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxRootFields: e.DSX_API_MAX_ROOT_FIELDS,
       maxAliases: e.DSX_API_MAX_ALIASES,
       maxCost: e.DSX_API_MAX_COST,
+    },
+    retention: {
+      resultsDays: e.DSX_RETENTION_RESULTS_DAYS,
+      eventsDays: e.DSX_RETENTION_EVENTS_DAYS,
+      auditDays: e.DSX_RETENTION_AUDIT_DAYS,
+      jobsDays: e.DSX_RETENTION_JOBS_DAYS,
+      schedule: e.DSX_RETENTION_SCHEDULE,
     },
   };
 }

@@ -1,4 +1,4 @@
-/** ScanObjectJob: fetch the object, submit it to DSXA, emit its FinalizeScanObjectJob. */
+/** ScanObjectJob of full scans: fetch the object, submit it to DSXA, emit its FinalizeScanObjectJob. */
 import { scanObject } from '../src/pipeline/scan.ts';
 import { defineTask } from '../src/worker/define-task.ts';
 

@@ -48,8 +48,8 @@ t.test('token create/list/revoke: a created token works against the server, a re
   t.notMatch(JSON.stringify(listed), /sha256|dsx_/);
 
   t.same((await api.query('{ allScopes { totalCount } }', {}, ci.stdout)).data, { allScopes: { totalCount: 1 } }, 'the created viewer token works');
-  t.match((await api.query(`mutation { startFullScan(input: {scopeId: 1}) { alreadyActive } }`, {}, ci.stdout)).errors, [{ message: /permission denied/ }], 'with its role');
-  t.notOk((await api.query(`mutation { startFullScan(input: {scopeId: 1}) { alreadyActive } }`, {}, ops.stdout)).errors, 'the operator token starts a scan');
+  t.match((await api.query(`mutation { startFullScan(input: {scopeId: "1"}) { alreadyActive } }`, {}, ci.stdout)).errors, [{ message: /permission denied/ }], 'with its role');
+  t.notOk((await api.query(`mutation { startFullScan(input: {scopeId: "1"}) { alreadyActive } }`, {}, ops.stdout)).errors, 'the operator token starts a scan');
 
   const revoked = await cli(db.url, 'token', 'revoke', 'ci');
   t.equal(revoked.code, 0, revoked.stderr);

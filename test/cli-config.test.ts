@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { loadEnvFile, PROJECT_DIR } from '../src/config.ts';
+import { loadConfig, loadEnvFile, PROJECT_DIR } from '../src/config.ts';
 import { freePort } from '../src/testing/ports.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { MAIN, printedPort, productEnv, start } from './helpers/processes.ts';
@@ -187,4 +187,21 @@ t.test('numeric options and outcomes outside their ranges are refused with the r
     t.equal(r.code, 1, args.join(' '));
     t.equal(r.stderr, `error: ${message}`, 'one line with the range');
   }
+});
+
+t.test('.env.example uncommented as it ships is a valid configuration with the same values as no configuration', async (t) => {
+  const text = fs.readFileSync(path.join(PROJECT_DIR, '.env.example'), 'utf8');
+  const env: NodeJS.ProcessEnv = {};
+  for (const line of text.split('\n')) {
+    const m = /^# ([A-Z][A-Z0-9_]*)=(.*)$/.exec(line);
+    if (m && m[1] !== 'DSX_ENV_FILE') env[m[1]!] = m[2];
+  }
+  t.ok(Object.keys(env).length > 30, `${Object.keys(env).length} variables`);
+  const dir = t.testdir({ '.env': Object.entries(env).map(([k, v]) => `${k}=${v}`).join('\n') });
+  const fromFile: NodeJS.ProcessEnv = {};
+  loadEnvFile(fromFile, dir);
+  const config = loadConfig(fromFile);
+  const defaults = loadConfig({});
+  // The data directory is relative to the file; everything else is the default.
+  t.same({ ...config, dataDir: defaults.dataDir }, defaults);
 });

@@ -12,6 +12,7 @@ import { databaseUrl } from '../src/db/embedded.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { integrationCreate } from '../src/db/sql/catalog.ts';
 import { fullScanStart } from '../src/db/sql/full-scans.ts';
+import { workerPoolSize } from '../src/worker/run.ts';
 import { freePort } from '../src/testing/ports.ts';
 import { LEGACY_PASSWORD, LEGACY_USER, loginError, makeLegacyCluster } from './helpers/legacy-embedded.ts';
 import { emulator, syntheticScope, waitForScan, workers } from './helpers/pipeline.ts';
@@ -83,7 +84,8 @@ t.test('a cluster made by an earlier version is upgraded in place at its first s
 
   t.test('the first start rotates the password, creates the owner role, hands everything over and says so in one line', async (t) => {
     const notices: string[] = [];
-    db = await openDatabase(loadConfig(env(a)), { poolSize: 4, onNotice: (m) => notices.push(m) });
+    // The workers below need a pool the size the product gives them (each lane's runner holds one to LISTEN).
+    db = await openDatabase(loadConfig(env(a)), { poolSize: workerPoolSize(4), onNotice: (m) => notices.push(m) });
     t.equal(notices.length, 1, 'one line');
     t.match(
       notices[0],
@@ -132,7 +134,7 @@ t.test('a cluster made by an earlier version is upgraded in place at its first s
       viewer.release();
     }
     const emu = await emulator(t);
-    await workers(t, pool, { dsxaUrl: emu.url });
+    await workers(t, pool, { dsxaUrl: emu.url, concurrency: 4 });
     const scan = await waitForScan(pool, before.fullScanId);
     t.match(scan, { status: 'completed', discovered: 30, finalized: 30 }, 'the scan queued before the upgrade completes after it');
     await integrationCreate(pool, { name: 'after', kind: 'filesystem', settings: { root: a } });

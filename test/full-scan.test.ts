@@ -80,7 +80,7 @@ t.test('a second start while a scan is active returns the same id and enqueues n
   const first = await fullScanStart(db.pool, scope.id, 'a');
   const jobsBefore = await queuedJobs(db.pool);
   const second = await fullScanStart(db.pool, scope.id, 'b');
-  t.same(second, { fullScanId: first.fullScanId, alreadyActive: true, status: 'queued' });
+  t.same(second, { fullScanId: first.fullScanId, fullScanRowId: String(first.fullScanId), alreadyActive: true, status: 'queued' });
   t.same(await queuedJobs(db.pool), jobsBefore);
   const concurrent = await Promise.all(Array.from({ length: 10 }, () => fullScanStart(db.pool, scope.id, 'c')));
   t.ok(concurrent.every((r) => r.fullScanId === first.fullScanId && r.alreadyActive));

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { createTestDatabase } from './helpers/db.ts';
-import { apiServer, operation, token, type GraphQLResult } from './helpers/graphql.ts';
+import { apiServer, operation, token, waitForListen, type GraphQLResult } from './helpers/graphql.ts';
 import { emulator, getScan, queuedJobs, syntheticScope, waitForScan, workers } from './helpers/pipeline.ts';
 
 const n = (v: unknown) => Number(v);
@@ -68,7 +68,7 @@ t.test('scanResults streams detections of a scope as they are finalized', async 
   const sub = api.subscribe(operation('watch-detections'), { scopeId: scope.id }, await token('viewer'), (e) => {
     seen.push(e.data?.scanResults?.outcome);
   });
-  await new Promise((r) => setTimeout(r, 300)); // let the LISTEN settle
+  await waitForListen(db.pool, `dsx_scan_results:${scope.id}`);
   const started = await api.query(operation('start-full-scan'), { scopeId: scope.id }, await token('operator'));
   await workers(t, db.pool, { dsxaUrl: emu.url });
   const scan = await waitForScan(db.pool, n(started.data.startFullScan.fullScan.rowId));

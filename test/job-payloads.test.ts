@@ -1,8 +1,8 @@
 /**
- * Six of the seven job types are produced inside SQL, where no type checks them: every payload the SQL
+ * Eight of the nine job types are produced inside SQL, where no type checks them: every payload the SQL
  * producers emit is parsed here with the consumer's own schema (parseJob), after a real run of every
- * producer (start, begin, page, scan mark, finalize decisions, event intake, debounced ingest, the
- * deferral of a scan while the scanner is unavailable). A payload of a newer schema version is retried,
+ * producer (start, begin, page, scan mark of both lanes, finalize decisions, event intake, debounced
+ * ingest, the deferral of a scan of either lane while the scanner is unavailable). A payload of a newer schema version is retried,
  * not recorded as invalid.
  */
 import t from 'tap';
@@ -45,27 +45,33 @@ t.test('every payload every SQL producer emits parses with its consumer\'s schem
     await check();
     await stepper.drain('monitor-event-ingest');
   }
+  const stages = ['full-scan-scope', 'enumerate-scope-page', 'scan-object', 'finalize-scan-object', 'monitor-scan-object', 'monitor-finalize-scan-object'] as const;
   for (let round = 0; round < 20 && (await queuedJobs(db.pool)).length > 0; round++) {
     await check();
-    for (const task of ['full-scan-scope', 'enumerate-scope-page', 'scan-object', 'finalize-scan-object'] as const) {
+    for (const task of stages) {
       await stepper.drain(task);
       await check();
     }
   }
   await check();
-  // The deferral of a scan job while the scanner is unavailable.
-  const [scan] = await queuedJobs(db.pool, 'scan-object');
-  if (scan) await db.pool.query(`select dsx_private.defer_scan_job($1::json, now(), 3)`, [JSON.stringify(scan.payload)]);
-  else {
-    await db.pool.query(`select dsx.accept_monitor_events($1, 'generic', '[{"external_id": "e3", "event_type": "created", "object_identity": "sub/c.txt"}]'::jsonb)`, [scope.integration_id]);
-    await stepper.drain('monitor-event-ingest');
-    const [s] = await queuedJobs(db.pool, 'scan-object');
-    await db.pool.query(`select dsx_private.defer_scan_job($1::json, now(), 3)`, [JSON.stringify(s!.payload)]);
+  // The deferral of a scan job while the scanner is unavailable, in each lane: it goes back under the
+  // task it had. A second full scan and a third event give one queued scan job of each.
+  await db.pool.query(`select dsx.start_full_scan($1, 'test')`, [scope.id]);
+  for (const task of ['full-scan-scope', 'enumerate-scope-page'] as const) await stepper.drain(task);
+  await db.pool.query(`select dsx.accept_monitor_events($1, 'generic', '[{"external_id": "e3", "event_type": "created", "object_identity": "sub/c.txt"}]'::jsonb)`, [scope.integration_id]);
+  await stepper.drain('monitor-event-ingest');
+  for (const task of ['scan-object', 'monitor-scan-object'] as const) {
+    const [scan] = await queuedJobs(db.pool, task);
+    t.ok(scan, `a queued ${task} job to defer`);
+    await db.pool.query('delete from graphile_worker._private_jobs where id = $1', [scan!.id]);
+    await db.pool.query(`select dsx_private.defer_scan_job($1::json, now(), 3)`, [JSON.stringify(scan!.payload)]);
+    const again = (await queuedJobs(db.pool, task)).filter((j) => (j.payload as { job_id: string }).job_id === (scan!.payload as { job_id: string }).job_id);
+    t.equal(again.length, 1, `the deferred ${task} job is queued again under ${task}`);
   }
   await check();
   t.same(
     [...seen.keys()].sort(),
-    ['apply-remediation', 'enumerate-scope-page', 'finalize-scan-object', 'full-scan-scope', 'monitor-event-ingest', 'scan-object', 'send-notification'],
+    ['apply-remediation', 'enumerate-scope-page', 'finalize-scan-object', 'full-scan-scope', 'monitor-event-ingest', 'monitor-finalize-scan-object', 'monitor-scan-object', 'scan-object', 'send-notification'],
     `every job type produced and parsed (${[...seen.entries()].map(([k, n]) => `${k} ${n}`).join(', ')})`,
   );
 });

@@ -356,13 +356,13 @@ t.test('ingest jobs are safe to run twice', async (t) => {
     await stepper.run(job); // redelivered
     await stepper.complete(job);
   }
-  t.equal((await queuedJobs(db.pool, 'scan-object')).length, 2, 'one scan job per scanned event, not two');
+  t.equal((await queuedJobs(db.pool, 'monitor-scan-object')).length, 2, 'one scan job per scanned event, not two');
   const trailing = await queuedJobs(db.pool, 'monitor-event-ingest');
   t.equal(trailing.length, 1, 'one trailing job for the deferred event');
   await stepper.run(trailing[0]!);
   await stepper.run(trailing[0]!);
   await stepper.complete(trailing[0]!);
-  t.equal((await queuedJobs(db.pool, 'scan-object')).length, 3, 'the trailing scan is enqueued once');
+  t.equal((await queuedJobs(db.pool, 'monitor-scan-object')).length, 3, 'the trailing scan is enqueued once');
   await stepper.runAll();
   const { rows } = await db.pool.query(`select object_identity, outcome from dsx.scan_results order by id`);
   t.same(rows, [

@@ -6,6 +6,7 @@
  * the identity step chosen per integration kind.
  */
 import { execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
 import path from 'node:path';
@@ -281,14 +282,20 @@ t.test('the identity step is chosen per integration kind', async (t) => {
   t.same(kinds, ['s3', 'synthetic'], 'asked with each integration kind');
 });
 
-t.test("the README's openssl recipe signs a request the intake accepts once", async (t) => {
+t.test("the README's signing recipe signs a request the intake accepts once", async (t) => {
   const { db, integration } = await setup(t);
   const api = await apiServer(t, db.url);
   const body = '{"objectIdentity": "incoming/report.pdf", "eventType": "created", "size": 1234, "eventId": "evt-1"}';
   const ts = String(nowS());
-  // The line of the README's monitoring section, as a shell runs it (the test needs the openssl command).
-  const recipe = `printf '%s.%s' "$ts" "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1`;
-  const { stdout } = await promisify(execFile)('sh', ['-c', recipe], { env: { ...process.env, ts, body, SECRET } });
+  // The README's line, read from the README itself, as a shell runs it (the secret reaches node through
+  // the environment, never a command line).
+  const readme = fs.readFileSync(path.join(PROJECT_DIR, 'README.md'), 'utf8');
+  const line = readme.split('\n').find((l) => l.startsWith("sig=$(printf '%s.%s' \"$ts\" \"$body\" |"));
+  t.ok(line, 'the README has the signing line');
+  const recipe = `${line!}; printf '%s' "$sig"`;
+  const { stdout } = await promisify(execFile)('sh', ['-c', recipe], {
+    env: { ...process.env, PATH: `${path.dirname(process.execPath)}:${process.env.PATH}`, ts, body, SECRET },
+  });
   const headers = { 'x-dsx-timestamp': ts, 'x-dsx-signature': `sha256=${stdout.trim()}` };
   t.same(headers, signEventRequest(SECRET, body, Number(ts)), 'the same headers as signEventRequest');
   t.equal((await send(api.url, integration.id, body, headers)).status, 202, 'accepted');

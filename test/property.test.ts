@@ -42,8 +42,10 @@ function validBody(task: TaskName): fc.Arbitrary<Record<string, unknown>> {
     case TASKS.enumerateScopePage:
       return fc.record({ full_scan_id: id, page_no: fc.nat(), cursor: nullable(text) });
     case TASKS.scanObject:
+    case TASKS.monitorScanObject:
       return fc.record({ size: nullable(fc.nat()), etag: nullable(text), mtime: nullable(text) });
     case TASKS.finalizeScanObject:
+    case TASKS.monitorFinalizeScanObject:
       return fc.record({
         result: fc.oneof(
           fc.record({ kind: fc.constant('verdict'), http_status: fc.integer({ min: 100, max: 599 }), response: fc.dictionary(text, fc.jsonValue(), { maxKeys: 4 }) }),
@@ -251,10 +253,17 @@ async function halfDoneScan(t: Test) {
   await keep('send-notification');
   await db.pool.query(`select dsx.set_scope_monitor($1, true)`, [scope.id]);
   await db.pool.query(
-    `select dsx.accept_monitor_events($1, 'generic', '[{"event_type": "modified", "object_identity": "obj-000000001"}]')`,
+    `select dsx.accept_monitor_events($1, 'generic', '[{"event_type": "modified", "object_identity": "obj-000000001"}, {"event_type": "modified", "object_identity": "obj-000000003"}]')`,
     [scope.integration_id],
   );
   await keep('monitor-event-ingest');
+  // The monitor lane's scan and finalize jobs: the ingest queues one scan per event; one of them runs.
+  await stepper.drain('monitor-event-ingest');
+  const monitorScans = await queuedJobs(db.pool, 'monitor-scan-object');
+  payloads.set('monitor-scan-object', monitorScans[0]!.payload);
+  await stepper.run(monitorScans[1]!);
+  await stepper.complete(monitorScans[1]!);
+  payloads.set('monitor-finalize-scan-object', ((await queuedJobs(db.pool, 'monitor-finalize-scan-object'))[0]!.payload as unknown[])[0]);
   return { db, emu, stepper, fullScanId, payloads, scans };
 }
 

@@ -4,7 +4,7 @@ import { QueueStatistics } from '../src/db/queue-stats.ts';
 import { log } from '../src/log.ts';
 import { fullScanStart } from '../src/db/sql/full-scans.ts';
 import { createTestDatabase } from './helpers/db.ts';
-import { emulator, queuedJobs, Stepper, syntheticScope } from './helpers/pipeline.ts';
+import { emulator, queuedJobs, Stepper, syntheticScope, testConfig } from './helpers/pipeline.ts';
 
 async function reltuples(pool: import('pg').Pool): Promise<number> {
   const { rows } = await pool.query(`select reltuples from pg_class where oid = 'graphile_worker._private_jobs'::regclass`);
@@ -36,7 +36,8 @@ t.test('enumeration analyzes the job table it fills', async (t) => {
   const db = await createTestDatabase(t);
   const emu = await emulator(t);
   const scope = await syntheticScope(db.pool, { objects: 5_000 });
-  const stepper = new Stepper(db.pool, { dsxaUrl: emu.url });
+  // A window as large as the scope: this test is about enumeration filling the table, not pausing.
+  const stepper = new Stepper(db.pool, { dsxaUrl: emu.url, config: testConfig({ scanWindow: 10_000 }) });
   stepper.ctx.queueStats = new QueueStatistics(db.pool, log, 0); // check after every page
   await fullScanStart(db.pool, scope.id, 'tester');
   await stepper.drain('full-scan-scope');

@@ -1,15 +1,18 @@
 /**
- * startFullScan / cancelFullScan: the names others script against, with the numeric row ids the CLI
- * prints. Each runs dsx.start_full_scan / dsx.cancel_full_scan (the functions the CLI and psql use) in
+ * startFullScan / cancelFullScan: the names others script against, taking row ids as the BigInt that
+ * `rowId` returns (graphql/plugins/row-id.ts). Each runs dsx.start_full_scan / dsx.cancel_full_scan (the functions the CLI and psql use) in
  * one transaction under the caller's database role; the payload's fullScan is then read back through
  * the reflected FullScan type.
  */
 import { access, type Step } from 'postgraphile/grafast';
 import { sideEffectWithPgClientTransaction } from 'postgraphile/@dataplan/pg';
 import { extendSchema, gql } from 'postgraphile/utils';
+import { fullScanCancel, fullScanStart } from '../../src/db/sql/full-scans.ts';
+import { fromQueryConfigClient } from '../../src/db/sql/queryable.ts';
+import { rowIdOf } from './row-id.ts';
 
 /** null: the functions record the caller (dsx_private.actor(): the API subject the server set). */
-const REQUESTED_BY = 'null';
+const REQUESTED_BY = null;
 
 export const FullScanMutationsPlugin = extendSchema((build) => {
   const fullScans = build.input.pgRegistry.pgResources.full_scans;
@@ -25,8 +28,8 @@ export const FullScanMutationsPlugin = extendSchema((build) => {
         INTERRUPT
       }
       input StartFullScanInput {
-        """Row id of the scope (as printed by \`dsx-connect scope add\`)."""
-        scopeId: Int!
+        """Row id of the scope (its rowId, as printed by \`dsx-connect scope add\`)."""
+        scopeId: BigInt!
       }
       type StartFullScanPayload {
         fullScan: FullScan
@@ -34,8 +37,8 @@ export const FullScanMutationsPlugin = extendSchema((build) => {
         alreadyActive: Boolean!
       }
       input CancelFullScanInput {
-        """Row id of the full scan (as printed by \`dsx-connect scan start\`)."""
-        fullScanId: Int!
+        """Row id of the full scan (its rowId, as printed by \`dsx-connect scan start\`)."""
+        fullScanId: BigInt!
         mode: CancelMode! = DRAIN
       }
       type CancelFullScanPayload {
@@ -56,23 +59,19 @@ export const FullScanMutationsPlugin = extendSchema((build) => {
         plans: {
           startFullScan(_$root: Step, fieldArgs: any) {
             const $scopeId = fieldArgs.getRaw(['input', 'scopeId']);
-            return sideEffectWithPgClientTransaction(executor, $scopeId, async (client, scopeId) => {
-              const { rows } = await client.query<{ full_scan_id: string; already_active: boolean }>({
-                text: `select (r).full_scan_id, (r).already_active from (select dsx.start_full_scan($1, ${REQUESTED_BY}) as r) s`,
-                values: [scopeId],
-              });
-              return rows[0];
+            return sideEffectWithPgClientTransaction(executor, $scopeId, async (client, raw) => {
+              const scopeId = rowIdOf('scopeId', raw);
+              const r = await fullScanStart(fromQueryConfigClient(client), scopeId, REQUESTED_BY);
+              return { full_scan_id: r.fullScanRowId, already_active: r.alreadyActive };
             });
           },
           cancelFullScan(_$root: Step, fieldArgs: any) {
             const $input = fieldArgs.getRaw('input');
             return sideEffectWithPgClientTransaction(executor, $input, async (client, raw) => {
-              const input = raw as { fullScanId: number; mode?: string };
-              const { rows } = await client.query<{ id: string }>({
-                text: `select (dsx.cancel_full_scan($1, $2, ${REQUESTED_BY})).id`,
-                values: [input.fullScanId, (input.mode ?? 'DRAIN').toLowerCase()],
-              });
-              return { full_scan_id: rows[0]!.id };
+              const input = raw as { fullScanId: unknown; mode?: string };
+              const id = rowIdOf('fullScanId', input.fullScanId);
+              await fullScanCancel(fromQueryConfigClient(client), id, (input.mode ?? 'DRAIN').toLowerCase() as 'drain' | 'interrupt', REQUESTED_BY);
+              return { full_scan_id: id };
             });
           },
         },

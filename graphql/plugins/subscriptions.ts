@@ -1,38 +1,25 @@
 /**
  * Live feeds over LISTEN/NOTIFY with PostGraphile v5's built-in pgSubscriber and grafast's `listen`
  * (the v5 replacement of the v4-only @graphile/pg-pubsub plugin). The database notifies from the same
- * transactions that change the state (sql/0007_graphql_api.sql): 'dsx_full_scan:<id>' on every status
- * change and, throttled to one per 200 ms per scan, on progress; 'dsx_scan_results:<scope id>' with the
- * ids of the results each statement finalized. A NOTIFY only says "look again": each event is read back
- * under the caller's role when it is emitted, so counts are exact and never go backwards.
+ * transactions that change the state (sql/functions/10_common.sql, 30_full_scans.sql and
+ * 40_scan_results.sql): 'dsx_full_scan:<id>' on every status change and, throttled to one per 200 ms
+ * per scan, on progress; 'dsx_scan_results:<scope id>' with the ids of the results each statement
+ * finalized. A NOTIFY only says "look again": each event is read back under the caller's role when it
+ * is emitted, so counts are exact and never go backwards.
  */
 import { access, context, lambda, listen, SafeError, type GrafastSubscriber, type Step } from 'postgraphile/grafast';
 import { extendSchema, gql } from 'postgraphile/utils';
+import { fullScanProgressEventGet, type FullScanProgressEvent } from '../../src/db/sql/full-scans.ts';
+import { fromQueryConfigClient, type QueryConfigClient } from '../../src/db/sql/queryable.ts';
+import { rowIdOf } from './row-id.ts';
 
 type Subscriber = GrafastSubscriber<Record<string, string>>;
-type WithPgClient = (settings: unknown, cb: (client: { query<R>(q: { text: string; values?: unknown[] }): Promise<{ rows: R[] }> }) => Promise<unknown>) => Promise<unknown>;
+type WithPgClient = (settings: unknown, cb: (client: QueryConfigClient) => Promise<unknown>) => Promise<unknown>;
 
 /** How long without a NOTIFY before the stream checks the scan itself (covers a missed LISTEN race). */
 const SAFETY_POLL_MS = 2000;
 
-/** One event of fullScanProgress, read under the caller's role from dsx.full_scan_progress. */
-const PROGRESS_SQL = `
-  select id::int as "fullScanId", status, discovered::float8 as discovered, finalized::float8 as finalized,
-         enumeration_exhausted as "enumerationExhausted", percent_finalized::float8 as "percentFinalized",
-         objects_per_s::float8 as "objectsPerS", eta_s::float8 as "etaS", outcomes, cancel_mode as "cancelMode",
-         error, started_at::text as "startedAt", finished_at::text as "finishedAt",
-         enumeration_error as "enumerationError", enumeration_attempt as "enumerationAttempt",
-         enumeration_max_attempts as "enumerationMaxAttempts", enumeration_retry_at::text as "enumerationRetryAt",
-         scanner_state as "scannerState", scanner_since::text as "scannerSince", scanner_error as "scannerError",
-         skipped::float8 as skipped, skipped_reasons as "skippedReasons", enumeration_warning as "enumerationWarning"
-    from dsx.full_scan_progress where id = $1`;
-
-interface ProgressRow {
-  fullScanId: number;
-  status: string;
-  finishedAt: string | null;
-  [k: string]: unknown;
-}
+type ProgressRow = FullScanProgressEvent;
 
 /**
  * The events of one full scan: the current state first, then one per NOTIFY, ending with the first
@@ -99,7 +86,7 @@ export function makeSubscriptionsPlugin(): GraphileConfig.Plugin {
         type FullScanProgressEvent {
           """initial (the state when you subscribed), progress, status, or finished (the last one)."""
           event: String!
-          fullScanId: Int!
+          fullScanId: BigInt!
           status: String!
           discovered: Float!
           finalized: Float!
@@ -138,9 +125,9 @@ export function makeSubscriptionsPlugin(): GraphileConfig.Plugin {
           every 200 ms while objects are discovered or finalized; the stream ends after the event showing
           the scan finished (completed, failed, or canceled and drained).
           """
-          fullScanProgress(fullScanId: Int!): FullScanProgressEvent
+          fullScanProgress(fullScanId: BigInt!): FullScanProgressEvent
           """Results of a scope as they are finalized (optionally only one outcome, e.g. "malicious")."""
-          scanResults(scopeId: Int!, outcome: String): ScanResult
+          scanResults(scopeId: BigInt!, outcome: String): ScanResult
         }
       `,
       objects: {
@@ -159,12 +146,11 @@ export function makeSubscriptionsPlugin(): GraphileConfig.Plugin {
                 const $sub = lambda([$ctx.get('pgSubscriber'), $ctx.get('withPgClient'), $ctx.get('pgSettings')], ([s, withPgClient, settings]) =>
                   subscriberOf((id) =>
                     fullScanEvents(s as unknown as Subscriber, async () => {
-                      const rows = (await (withPgClient as unknown as WithPgClient)(settings, (c) => c.query<ProgressRow>({ text: PROGRESS_SQL, values: [id] }).then((r) => r.rows))) as ProgressRow[];
-                      return rows[0];
+                      return (await (withPgClient as unknown as WithPgClient)(settings, (c) => fullScanProgressEventGet(fromQueryConfigClient(c), id))) as ProgressRow | undefined;
                     }, id),
                   ),
                 );
-                return listen($sub, lambda(fieldArgs.getRaw('fullScanId'), (id) => String(id)));
+                return listen($sub, lambda(fieldArgs.getRaw('fullScanId'), (id) => rowIdOf('fullScanId', id)));
               },
               plan($event: Step) {
                 return $event;
@@ -176,7 +162,7 @@ export function makeSubscriptionsPlugin(): GraphileConfig.Plugin {
                 const $sub = lambda([context().get('pgSubscriber'), $outcome], ([s, outcome]) =>
                   subscriberOf((topic) => scanResultEvents(s as unknown as Subscriber, topic, (outcome as string | null) ?? null)),
                 );
-                return listen($sub, lambda(fieldArgs.getRaw('scopeId'), (id) => String(id)));
+                return listen($sub, lambda(fieldArgs.getRaw('scopeId'), (id) => rowIdOf('scopeId', id)));
               },
               plan($event: Step) {
                 return results.get({ id: access($event, 'id') });

@@ -47,23 +47,41 @@ begin
   end if;
 end $$;
 
--- Priorities (lower runs first): downstream stages run ahead of upstream backlogs, so that progress
--- moves while a large scope is still being enumerated, and monitoring runs ahead of full scans.
---   finalize-scan-object -20, apply-remediation / send-notification -15, monitor-event-ingest and
---   monitor scan-object -10, manual scan-object -5, enumerate-scope-page -1 (a page queued when the
---   admission window makes room must not wait behind the window's own scan jobs, or the scan would
---   drain before it refills), full-scan scan-object / full-scan-scope 0.
+-- Priorities (lower runs first). Each worker lane has a runner of its own (src/worker/run.ts), so a
+-- priority orders the jobs of one lane; across lanes it orders only graphile-worker's walk of its
+-- (priority, run_at) index, which every fetch takes from the lowest priority up.
+--   monitor lane: monitor-finalize-scan-object -40, monitor-scan-object -35 (manual: -30) and
+--     monitor-event-ingest -35: below every other lane, so that its fetches find their jobs before
+--     walking anything else (a tagging policy alone queues one side-effect job per object).
+--   pipeline lane: finalize-scan-object -20 (downstream stages run ahead of upstream backlogs, so that
+--     progress moves while a large scope is still being enumerated); scan-object of monitoring -10 and
+--     of manual scans -5 (only jobs queued under that name before the monitor lane existed);
+--     enumerate-scope-page -1 (a page queued when the admission window makes room must not wait behind
+--     the window's own scan jobs, or the scan would drain before it refills); full-scan scan-object /
+--     full-scan-scope 0.
+--   effects lane: apply-remediation / send-notification -15.
 create or replace function dsx_private.job_priority(p_task text, p_source_type text default 'full_scan')
 returns integer language sql immutable set search_path = pg_catalog, pg_temp as $$
   select case
+    when p_task = 'monitor-finalize-scan-object' then -40
+    when p_task = 'monitor-scan-object' and p_source_type = 'manual' then -30
+    when p_task in ('monitor-scan-object', 'monitor-event-ingest') then -35
     when p_task = 'finalize-scan-object' then -20
     when p_task in ('apply-remediation', 'send-notification') then -15
-    when p_task = 'monitor-event-ingest' then -10
     when p_task = 'scan-object' and p_source_type = 'monitor' then -10
     when p_task = 'scan-object' and p_source_type = 'manual' then -5
     when p_task = 'enumerate-scope-page' then -1
     else 0
   end
+$$;
+
+-- The task of a ScanObjectJob by where its object came from: full scans' scans run in the pipeline lane
+-- ('scan-object'), monitoring's and manual scans' in the monitor lane ('monitor-scan-object'), whose
+-- runner never holds full-scan jobs. The envelope's job_type is the task name; the scan job names its
+-- finalize job after its own lane (src/jobs/envelope.ts, FINALIZE_TASK_OF).
+create or replace function dsx_private.scan_task(p_source_type text) returns text
+language sql immutable set search_path = pg_catalog, pg_temp as $$
+  select case when p_source_type = 'full_scan' then 'scan-object' else 'monitor-scan-object' end
 $$;
 
 -- The canonical job envelope (see src/jobs/envelope.ts, which validates it on the consuming side).

@@ -244,9 +244,22 @@ end $$;
 create or replace trigger notification_channels_named_by_policies before delete or update of name on dsx.notification_channels
   for each row execute function dsx_private.tg_channels_named_by_policies();
 
+-- Append-only, but for the retention sweep: dsx_private.retention_sweep_audit_log sets a transaction-
+-- local floor (dsx.audit_retention_floor, UTC ISO 8601) around its own DELETE, and only rows older
+-- than it go. Without it every UPDATE, DELETE and TRUNCATE is refused. A floor less than a day old is
+-- ignored (a retention is 1 day at least), so setting it by hand cannot remove the recent trail either.
+-- (The owner can still disable the trigger: this guards against mistakes and every other role.)
 create or replace function dsx_private.tg_audit_log_append_only() returns trigger language plpgsql set search_path = pg_catalog, pg_temp as $$
+declare
+  v_floor text := current_setting('dsx.audit_retention_floor', true);
 begin
-  raise exception using errcode = '42501', message = 'dsx.audit_log is append-only: rows cannot be updated or deleted';
+  if tg_op = 'DELETE' and v_floor ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$' then
+    if v_floor::timestamptz <= now() - interval '1 day' and old.at < v_floor::timestamptz then
+      return old;
+    end if;
+  end if;
+  raise exception using errcode = '42501', message = 'dsx.audit_log is append-only: rows cannot be updated or deleted',
+    hint = 'entries older than DSX_RETENTION_AUDIT_DAYS are removed by the retention sweep (dsx-connect retention)';
 end $$;
 create or replace trigger audit_log_append_only before update or delete on dsx.audit_log
   for each row execute function dsx_private.tg_audit_log_append_only();

@@ -14,10 +14,13 @@ $$;
 
 -- ScanObjectJob done: marks each pending row 'scanned' and enqueues the FinalizeScanObjectJobs, in one
 -- transaction for a whole batch of scan jobs. A row already scanned or finalized gets no second job.
--- The batch's finalize envelopes travel as ONE graphile-worker "batch job" (a payload that is an array
--- of per-object envelopes, each the one a single job would carry): one finalize job row per object
--- doubled the queue's work (measured per object: 83 us inserting job rows, 163 us fetching them). The
--- finalize task returns one promise per envelope, so an envelope that fails is retried alone.
+-- The batch's finalize envelopes travel as ONE graphile-worker "batch job" per lane (a payload that is
+-- an array of per-object envelopes, each the one a single job would carry): one finalize job row per
+-- object doubled the queue's work (measured per object: 83 us inserting job rows, 163 us fetching
+-- them). The lane is the envelope's job_type, the finalize task its scan job chose
+-- ('finalize-scan-object' or the monitor lane's 'monitor-finalize-scan-object'); a batcher of one
+-- lane sends one lane's items, but the grouping holds whoever calls. The finalize task returns one
+-- promise per envelope, so an envelope that fails is retried alone.
 -- p_items: [{"idempotency_key": text, "attempts": int, "payload": {...finalize job envelope...}}]
 create or replace function dsx_private.record_scans(p_items jsonb)
 returns table (idempotency_key text, status text) language plpgsql set search_path = pg_catalog, pg_temp as $$
@@ -25,7 +28,16 @@ returns table (idempotency_key text, status text) language plpgsql set search_pa
 declare
   v_all text[];
   v_keys text[];
+  v_bad text;
 begin
+  -- A finalize task nobody runs would strand its objects as 'scanned': refused before anything changes.
+  select x->'payload'->>'job_type' into v_bad from jsonb_array_elements(p_items) x
+   where (x->'payload'->>'job_type') is distinct from 'finalize-scan-object'
+     and (x->'payload'->>'job_type') is distinct from 'monitor-finalize-scan-object'
+   limit 1;
+  if found then
+    perform dsx_private.raise('22023', format('record_scans: finalize payload job_type %s is not a finalize task (finalize-scan-object, monitor-finalize-scan-object)', coalesce(quote_literal(v_bad), 'null')));
+  end if;
   -- "= any(v_all)" keeps the planner on the idempotency_key index (see finalize_results).
   select array_agg(x->>'idempotency_key') into v_all from jsonb_array_elements(p_items) x;
   with i as (
@@ -42,15 +54,16 @@ begin
   -- Safe for the same reason as in finalize_results: the scan job completes after this commit, synchronously.
   perform set_config('synchronous_commit', 'off', true);
   if cardinality(v_keys) > 0 then
-    -- One batch job carrying a FinalizeScanObjectJob envelope per row that went pending -> scanned
-    -- (that transition admits one envelope per result row, so no job_key is needed).
-    perform graphile_worker.add_jobs(array[
-      row('finalize-scan-object',
-          (select json_agg(i.payload)
-             from (select distinct on (x.idempotency_key) x.*
-                     from jsonb_to_recordset(p_items) as x(idempotency_key text, payload jsonb)) i
-             join unnest(v_keys) as k(key) on k.key = i.idempotency_key),
-          null, null, 25, null, dsx_private.job_priority('finalize-scan-object'), null)::graphile_worker.job_spec]);
+    -- One batch job per lane carrying a FinalizeScanObjectJob envelope per row that went pending ->
+    -- scanned (that transition admits one envelope per result row, so no job_key is needed).
+    perform graphile_worker.add_jobs(array(
+      select row(g.task, g.payloads, null, null, 25, null, dsx_private.job_priority(g.task), null)::graphile_worker.job_spec
+        from (select i.payload->>'job_type' as task, json_agg(i.payload) as payloads
+                from (select distinct on (x.idempotency_key) x.*
+                        from jsonb_to_recordset(p_items) as x(idempotency_key text, payload jsonb)) i
+                join unnest(v_keys) as k(key) on k.key = i.idempotency_key
+               group by i.payload->>'job_type') g
+       order by g.task));
   end if;
   return query
     select x.idempotency_key,
@@ -277,9 +290,16 @@ create or replace trigger scan_results_notify after update on dsx.scan_results
 -- A scan job that found the scanner unavailable puts itself back in the queue, to run at p_run_at (just
 -- after the next probe of the scanner), and completes: the new job starts with all its attempts, so an
 -- outage never uses up an object's attempts, however long it lasts. Its row stays 'pending' (a copy that
--- also ran would find it 'scanned' and skip).
+-- also ran would find it 'scanned' and skip). It goes back under the task it had (its job_type), so a
+-- monitoring scan stays in the monitor lane and one queued under the old name keeps it.
 create or replace function dsx_private.defer_scan_job(p_payload json, p_run_at timestamptz, p_max_attempts integer)
-returns void language sql set search_path = pg_catalog, pg_temp as $$
-  select graphile_worker.add_job('scan-object', p_payload, run_at := p_run_at, max_attempts := p_max_attempts,
-                                 priority := dsx_private.job_priority('scan-object', p_payload->>'source_type'));
-$$;
+returns void language plpgsql set search_path = pg_catalog, pg_temp as $$
+declare
+  v_task text := p_payload->>'job_type';
+begin
+  if v_task is null or v_task not in ('scan-object', 'monitor-scan-object') then
+    perform dsx_private.raise('22023', format('defer_scan_job: job_type %s is not a scan task (scan-object, monitor-scan-object)', coalesce(quote_literal(v_task), 'null')));
+  end if;
+  perform graphile_worker.add_job(v_task, p_payload, run_at := p_run_at, max_attempts := p_max_attempts,
+                                  priority := dsx_private.job_priority(v_task, p_payload->>'source_type'));
+end $$;

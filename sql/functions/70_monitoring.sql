@@ -262,13 +262,15 @@ begin
       on conflict (idempotency_key) do nothing
       returning * into v_result;
       if v_result.id is not null then
+        -- In the monitor lane ('monitor-scan-object'): no runner there holds full-scan jobs.
         perform graphile_worker.add_job(
-          'scan-object',
-          dsx_private.job_envelope('scan-object', v_result.scan_job_id, e.correlation_id, p_job_id, p_job_id, v_key,
-                                   'monitor', e.id::text, v_scope.integration_id, v_scope.id, e.object_identity,
-                                   'monitor', jsonb_build_object('size', e.size, 'etag', e.etag, 'mtime', null)),
+          dsx_private.scan_task('monitor'),
+          dsx_private.job_envelope(dsx_private.scan_task('monitor'), v_result.scan_job_id, e.correlation_id, p_job_id,
+                                   p_job_id, v_key, 'monitor', e.id::text, v_scope.integration_id, v_scope.id,
+                                   e.object_identity, 'monitor',
+                                   jsonb_build_object('size', e.size, 'etag', e.etag, 'mtime', null)),
           max_attempts := p_scan_max_attempts,
-          priority := dsx_private.job_priority('scan-object', 'monitor'));
+          priority := dsx_private.job_priority(dsx_private.scan_task('monitor'), 'monitor'));
       else
         select * into v_result from dsx.scan_results r where r.idempotency_key = v_key;
       end if;

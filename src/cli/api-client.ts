@@ -28,9 +28,6 @@ export class ApiError extends Error {
   }
 }
 
-/** The largest value of GraphQL's Int (32-bit): the custom fields (startFullScan, fullScanProgress, ...) take Int ids. */
-export const GRAPHQL_INT_MAX = 2_147_483_647;
-
 /** The default API URL: the local server on PORT (what `dsx-connect server` and `npm start` listen on). */
 export function defaultApiUrl(port: number): string {
   return `http://localhost:${port}/graphql`;
@@ -39,12 +36,6 @@ export function defaultApiUrl(port: number): string {
 /** An operation from graphql/operations/ (the same files GraphiQL users and the tests run). */
 export function operation(name: string): string {
   return fs.readFileSync(path.join(PROJECT_DIR, 'graphql', 'operations', `${name}.graphql`), 'utf8');
-}
-
-/** An Int argument of a custom field, or an ApiError naming the limit. */
-export function graphqlInt(name: string, n: number): number {
-  if (n > GRAPHQL_INT_MAX) throw new ApiError(`${name} ${n} is above ${GRAPHQL_INT_MAX}, the largest id the API's full-scan fields accept (GraphQL Int)`);
-  return n;
 }
 
 interface GraphQLErrorShape {

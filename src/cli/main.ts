@@ -12,6 +12,7 @@ import { action } from './common.ts';
 import { registerDatabaseCommands } from './database-commands.ts';
 import { registerEffectCommands } from './effect-commands.ts';
 import { explainDatabaseError } from './database.ts';
+import { registerRetentionCommands } from './retention-commands.ts';
 import { registerRuntimeCommands } from './runtime-commands.ts';
 import { registerScanCommands } from './scan-commands.ts';
 import { registerServerCommand, startApi } from './server-command.ts';
@@ -48,6 +49,7 @@ registerRuntimeCommands(program);
 registerServerCommand(program);
 registerTokenCommands(program);
 registerDatabaseCommands(program);
+registerRetentionCommands(program);
 
 program
   .command('dev')

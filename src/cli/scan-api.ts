@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import type { Config } from '../config.ts';
 import type { FullScanProgress, StartResult } from '../db/sql/full-scans.ts';
-import { ApiError, apiRequest, apiSubscribe, defaultApiUrl, graphqlInt, operation, type ApiTarget } from './api-client.ts';
+import { ApiError, apiRequest, apiSubscribe, defaultApiUrl, operation, type ApiTarget } from './api-client.ts';
 import { UsageError } from './common.ts';
 import type { ProgressEvent, ProgressView } from './scan-progress.ts';
 import { readSecretOption } from './secrets.ts';
@@ -100,17 +100,17 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 /** Starts a full scan of a scope (by name or id) through the startFullScan mutation. */
 export async function apiScanStart(target: ApiTarget, scopeRef: string): Promise<StartResult & { scopeName: string }> {
-  let scopeId: number;
+  // Every id of the API is a BigInt, a string in JSON: the one rowId returns.
+  let scopeId: string;
   let scopeName = scopeRef;
-  // Scope ids are BigInt in the reflected API and Int in startFullScan: numbers either way here.
   if (/^\d+$/.test(scopeRef)) {
-    scopeId = graphqlInt('scope id', Number(scopeRef));
+    scopeId = BigInt(scopeRef).toString(); // "007" is scope 7, as on the database path
   } else {
     const data = NAME.test(scopeRef)
       ? await apiRequest<{ scopeByName: { rowId: string; name: string } | null }>(target, operation('scope-by-name'), { name: scopeRef })
       : { scopeByName: null };
     if (!data.scopeByName) throw new UsageError(`unknown scope ${JSON.stringify(scopeRef)} (see: dsx-connect scope list)`);
-    scopeId = graphqlInt('scope id', Number(data.scopeByName.rowId));
+    scopeId = data.scopeByName.rowId;
     scopeName = data.scopeByName.name;
   }
   const data = await apiRequest<{ startFullScan: { alreadyActive: boolean; fullScan: { rowId: string; status: string; scope: { name: string } | null } } }>(
@@ -119,13 +119,13 @@ export async function apiScanStart(target: ApiTarget, scopeRef: string): Promise
     { scopeId },
   );
   const r = data.startFullScan;
-  return { fullScanId: Number(r.fullScan.rowId), alreadyActive: r.alreadyActive, status: r.fullScan.status, scopeName: r.fullScan.scope?.name ?? scopeName };
+  return { fullScanId: Number(r.fullScan.rowId), fullScanRowId: r.fullScan.rowId, alreadyActive: r.alreadyActive, status: r.fullScan.status, scopeName: r.fullScan.scope?.name ?? scopeName };
 }
 
 /** Cancels a full scan through the cancelFullScan mutation; returns its status afterwards. */
 export async function apiScanCancel(target: ApiTarget, id: number, mode: 'drain' | 'interrupt'): Promise<string> {
   const data = await apiRequest<{ cancelFullScan: { fullScan: { status: string } } }>(target, operation('cancel-full-scan'), {
-    fullScanId: graphqlInt('full scan id', id),
+    fullScanId: String(id),
     mode: mode.toUpperCase(),
   });
   return data.cancelFullScan.fullScan.status;
@@ -142,10 +142,10 @@ export async function apiFollowFullScan(
   view?: ProgressView,
 ): Promise<{ final: FullScanProgress; interrupted: StopSignal | null }> {
   let last: ProgressEvent | undefined;
-  const sub = apiSubscribe<{ fullScanProgress: ProgressEvent | null }>(target, operation('full-scan-progress'), { fullScanId: graphqlInt('full scan id', id) }, (d) => {
-    if (!d.fullScanProgress) return;
+  const sub = apiSubscribe<{ fullScanProgress: ProgressEvent | null }>(target, operation('full-scan-progress'), { fullScanId: String(id) }, (d) => {
     const e = d.fullScanProgress;
-    last = { ...e, discovered: Number(e.discovered), finalized: Number(e.finalized), skipped: Number(e.skipped) };
+    if (!e) return;
+    last = { ...e, fullScanId: Number(e.fullScanId), discovered: Number(e.discovered), finalized: Number(e.finalized), skipped: Number(e.skipped) };
     view?.update(last);
   });
   let interrupted: StopSignal | null = null;

@@ -7,6 +7,7 @@
  */
 import type pg from 'pg';
 import { scramMatches, scramVerifier } from './scram.ts';
+import { withTransaction } from './sql/queryable.ts';
 
 /**
  * The roles migration sql/0007_graphql_api.sql grants to (`grant dsx_viewer to dsx_operator`,
@@ -66,8 +67,7 @@ export async function ensureOwnerRole(
   changes: BootstrapChanges,
 ): Promise<void> {
   const id = (s: string) => client.escapeIdentifier(s);
-  await client.query('begin');
-  try {
+  await withTransaction(client, async () => {
     await client.query('select pg_advisory_xact_lock($1)', [BOOTSTRAP_LOCK]);
     for (const role of API_ROLES) {
       const { rowCount } = await client.query('select 1 from pg_roles where rolname = $1', [role]);
@@ -106,11 +106,7 @@ export async function ensureOwnerRole(
         changes.grantsAdded.push(role);
       }
     }
-    await client.query('commit');
-  } catch (err) {
-    await client.query('rollback').catch(() => {});
-    throw err;
-  }
+  });
 }
 
 /** Sets the connected superuser's password to `password` unless it already is that. */
@@ -190,18 +186,18 @@ select format('alter type %s owner to %I', t.oid::regtype, $1::text)
  * transaction (all or nothing), and counts them in `changes` (0 when already done).
  */
 export async function handOverObjects(client: pg.ClientBase, owner: string, changes: BootstrapChanges): Promise<void> {
-  await client.query('begin');
   try {
-    await client.query('select pg_advisory_xact_lock($1)', [BOOTSTRAP_LOCK]);
-    await client.query(`set local lock_timeout = '${HANDOVER_LOCK_TIMEOUT}'`);
-    const { rows } = await client.query<{ stmt: string }>(HANDOVER_STATEMENTS, [owner]);
-    for (const { stmt } of rows) await client.query(stmt);
-    const left = await client.query<{ stmt: string }>(HANDOVER_STATEMENTS, [owner]);
-    if (left.rowCount) throw new Error(`objects still owned by the superuser after the handover, e.g. ${left.rows[0]!.stmt}`);
-    await client.query('commit');
-    changes.objectsHandedOver += rows.length;
+    const handedOver = await withTransaction(client, async () => {
+      await client.query('select pg_advisory_xact_lock($1)', [BOOTSTRAP_LOCK]);
+      await client.query(`set local lock_timeout = '${HANDOVER_LOCK_TIMEOUT}'`);
+      const { rows } = await client.query<{ stmt: string }>(HANDOVER_STATEMENTS, [owner]);
+      for (const { stmt } of rows) await client.query(stmt);
+      const left = await client.query<{ stmt: string }>(HANDOVER_STATEMENTS, [owner]);
+      if (left.rowCount) throw new Error(`objects still owned by the superuser after the handover, e.g. ${left.rows[0]!.stmt}`);
+      return rows.length;
+    });
+    changes.objectsHandedOver += handedOver;
   } catch (err) {
-    await client.query('rollback').catch(() => {});
     if ((err as { code?: string }).code === LOCK_NOT_AVAILABLE) {
       throw new Error(
         `could not hand the database over to ${owner}: other sessions kept its tables locked for ${HANDOVER_LOCK_TIMEOUT}; ` +

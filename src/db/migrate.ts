@@ -21,6 +21,7 @@ import path from 'node:path';
 import type pg from 'pg';
 import { runMigrations } from 'graphile-worker';
 import { PROJECT_DIR } from '../config.ts';
+import { withTransaction } from './sql/queryable.ts';
 
 /** Directory of the SQL files. */
 export const SQL_DIR = path.join(PROJECT_DIR, 'sql');
@@ -97,8 +98,7 @@ export interface MigrationReport {
  * (as pg_dump does), so their order within and across files does not matter; views are.
  */
 async function applyFunctionFiles(client: pg.PoolClient, files: SqlFile[]): Promise<void> {
-  await client.query('begin');
-  try {
+  await withTransaction(client, async () => {
     await client.query('set local check_function_bodies = off');
     for (const file of files) {
       try {
@@ -107,11 +107,7 @@ async function applyFunctionFiles(client: pg.PoolClient, files: SqlFile[]): Prom
         throw new Error(`function file ${file.name} failed: ${(err as Error).message}`, { cause: err });
       }
     }
-    await client.query('commit');
-  } catch (err) {
-    await client.query('rollback').catch(() => {});
-    throw err;
-  }
+  });
 }
 
 /** Applies pending migrations and changed function files; returns what this call applied. */
@@ -144,25 +140,24 @@ export async function migrateDetailed(pool: pg.Pool): Promise<MigrationReport> {
 
     await applyFunctionFiles(client, functions.filter(isFoundation));
     for (const file of pending) {
-      await client.query('begin');
       try {
-        await client.query(file.sql);
-        await client.query('insert into public.dsx_migrations (name, sha256) values ($1, $2)', [file.name, file.sha256]);
-        await client.query('commit');
+        await withTransaction(client, async () => {
+          await client.query(file.sql);
+          await client.query('insert into public.dsx_migrations (name, sha256) values ($1, $2)', [file.name, file.sha256]);
+        });
       } catch (err) {
-        await client.query('rollback');
         throw new Error(`migration ${file.name} failed: ${(err as Error).message}`, { cause: err });
       }
       report.migrations.push(file.name);
     }
     await applyFunctionFiles(client, functions.filter((f) => !isFoundation(f)));
-    await client.query('begin');
-    await client.query('delete from public.dsx_function_files');
-    await client.query('insert into public.dsx_function_files (name, sha256) select * from unnest($1::text[], $2::text[])', [
-      functions.map((f) => f.name),
-      functions.map((f) => f.sha256),
-    ]);
-    await client.query('commit');
+    await withTransaction(client, async () => {
+      await client.query('delete from public.dsx_function_files');
+      await client.query('insert into public.dsx_function_files (name, sha256) select * from unnest($1::text[], $2::text[])', [
+        functions.map((f) => f.name),
+        functions.map((f) => f.sha256),
+      ]);
+    });
     report.functions = true;
   } finally {
     await client.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => {});

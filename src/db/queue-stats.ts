@@ -9,8 +9,9 @@
  * the table's counters and runs ANALYZE when the table was never analyzed or has grown well past its
  * statistics. A role that may not analyze the table gets a warning from PostgreSQL and nothing else.
  */
-import type pg from 'pg';
 import type { Logger } from '../log.ts';
+import type { Queryable } from './sql/queryable.ts';
+import { analyzeJobTable, jobTableStatsStale } from './sql/workers.ts';
 
 /** Never analyzed and at least this many rows, or this many changes and 4x the analyzed rows. */
 const MIN_ROWS = 1_000;
@@ -18,13 +19,13 @@ const MIN_CHANGES = 10_000;
 const GROWTH = 4;
 
 export class QueueStatistics {
-  readonly #pool: Pick<pg.Pool, 'query'>;
+  readonly #pool: Queryable;
   readonly #log: Logger;
   readonly #minIntervalMs: number;
   #lastCheck = 0;
   #running: Promise<boolean> | null = null;
 
-  constructor(pool: Pick<pg.Pool, 'query'>, log: Logger, minIntervalMs = 2_000) {
+  constructor(pool: Queryable, log: Logger, minIntervalMs = 2_000) {
     this.#pool = pool;
     this.#log = log;
     this.#minIntervalMs = minIntervalMs;
@@ -44,16 +45,9 @@ export class QueueStatistics {
 
   async #refresh(): Promise<boolean> {
     try {
-      const { rows } = await this.#pool.query<{ stale: boolean }>(
-        `select (c.reltuples < 0 and s.n_live_tup >= $1)
-                or (s.n_mod_since_analyze >= $2 and s.n_mod_since_analyze > $3 * greatest(c.reltuples, 0)) as stale
-           from pg_class c join pg_stat_all_tables s on s.relid = c.oid
-          where c.oid = 'graphile_worker._private_jobs'::regclass`,
-        [MIN_ROWS, MIN_CHANGES, GROWTH],
-      );
-      if (!rows[0]?.stale) return false;
+      if (!(await jobTableStatsStale(this.#pool, { minRows: MIN_ROWS, minChanges: MIN_CHANGES, growth: GROWTH }))) return false;
       const t0 = performance.now();
-      await this.#pool.query('analyze (skip_locked) graphile_worker._private_jobs');
+      await analyzeJobTable(this.#pool);
       this.#log.debug({ ms: Math.round(performance.now() - t0) }, 'analyzed the job table (statistics were missing or stale)');
       return true;
     } catch (err) {

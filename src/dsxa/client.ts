@@ -53,6 +53,16 @@ export interface ScanOptions {
   metadata?: string;
   /** Gives up the scan (while waiting for a slot too); the promise rejects with the signal's reason. */
   signal?: AbortSignal;
+  /**
+   * Waits for a slot ahead of every waiting scan that is not urgent (monitoring's scans, so that a new
+   * object never waits behind a full scan's backlog of scans); in flight, it counts like any other.
+   */
+  urgent?: boolean;
+  /**
+   * Takes no slot: the health probe's one small request, which must not wait behind a backlog of scans
+   * (each of which may be waiting out its timeout against a scanner that does not answer).
+   */
+  outsideSlots?: boolean;
 }
 
 /** A verdict from DSXA. `httpStatus` is 200, or a 4xx whose body still carried a verdict. */
@@ -80,11 +90,11 @@ function redact(url: string): string {
   }
 }
 
-/** A counting semaphore whose slots pass straight from a releaser to the oldest waiter. */
+/** A counting semaphore whose slots pass straight from a releaser to the oldest waiter, urgent ones first. */
 class Slots {
   readonly #max: number;
   #used = 0;
-  readonly #waiters: { grant: () => void }[] = [];
+  readonly #waiters: { grant: () => void; urgent: boolean }[] = [];
 
   constructor(max: number) {
     this.#max = max;
@@ -98,7 +108,7 @@ class Slots {
     return this.#waiters.length;
   }
 
-  acquire(signal?: AbortSignal): Promise<void> {
+  acquire(signal?: AbortSignal, urgent = false): Promise<void> {
     signal?.throwIfAborted();
     if (this.#used < this.#max) {
       this.#used++;
@@ -106,6 +116,7 @@ class Slots {
     }
     return new Promise<void>((resolve, reject) => {
       const waiter = {
+        urgent,
         grant: () => {
           signal?.removeEventListener('abort', onAbort);
           resolve();
@@ -117,7 +128,10 @@ class Slots {
         reject(signal!.reason);
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.#waiters.push(waiter);
+      // Urgent waiters queue behind earlier urgent ones only (first in, first out among themselves).
+      const at = urgent ? this.#waiters.findIndex((w) => !w.urgent) : -1;
+      if (at === -1) this.#waiters.push(waiter);
+      else this.#waiters.splice(at, 0, waiter);
     });
   }
 
@@ -177,7 +191,8 @@ export class DsxaClient {
    * scanner, failed), or the caller signal's reason. The body stream is not destroyed here.
    */
   async scanBinary(body: Readable | Buffer, opts: ScanOptions = {}): Promise<ScanResult> {
-    await this.#slots.acquire(opts.signal);
+    if (opts.outsideSlots) return this.#post(body, opts);
+    await this.#slots.acquire(opts.signal, opts.urgent === true);
     try {
       return await this.#post(body, opts);
     } finally {

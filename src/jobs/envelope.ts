@@ -21,8 +21,37 @@ export const TASKS = {
   applyRemediation: 'apply-remediation',
   sendNotification: 'send-notification',
   monitorEventIngest: 'monitor-event-ingest',
+  // The monitor lane's ScanObjectJob and FinalizeScanObjectJob (monitoring and manual scans): the same
+  // bodies and code as the full-scan tasks, under names of their own so that a runner of their own
+  // fetches them (src/worker/run.ts, LANES).
+  monitorScanObject: 'monitor-scan-object',
+  monitorFinalizeScanObject: 'monitor-finalize-scan-object',
 } as const;
 export type TaskName = (typeof TASKS)[keyof typeof TASKS];
+/** The task names of a ScanObjectJob: the full-scan lane's and the monitor lane's. */
+export type ScanTask = typeof TASKS.scanObject | typeof TASKS.monitorScanObject;
+/** The task names of a FinalizeScanObjectJob, likewise. */
+export type FinalizeTask = typeof TASKS.finalizeScanObject | typeof TASKS.monitorFinalizeScanObject;
+/**
+ * The finalize task of each scan task: a finalize job stays in the lane its scan ran in. A job is in a
+ * lane by its task name (= its envelope's job_type), chosen by its producer; jobs queued under the
+ * full-scan names before the monitor lane existed keep running there.
+ */
+export const FINALIZE_TASK_OF: Readonly<Record<ScanTask, FinalizeTask>> = {
+  [TASKS.scanObject]: TASKS.finalizeScanObject,
+  [TASKS.monitorScanObject]: TASKS.monitorFinalizeScanObject,
+};
+
+/**
+ * Tasks that graphile-worker's crontab schedules (src/worker/run.ts). Their payload is not an envelope
+ * but the crontab's own: `{"_cron": {"ts", "backfilled"}}`, the schedule slot the job stands for.
+ */
+export const CRON_TASKS = {
+  retentionSweep: 'retention-sweep',
+} as const;
+export type CronTaskName = (typeof CRON_TASKS)[keyof typeof CRON_TASKS];
+/** Every task a worker runs: the pipeline's (envelope payloads) and the scheduled ones. */
+export type WorkerTaskName = TaskName | CronTaskName;
 
 const id = z.union([z.number().int().positive(), z.string().regex(/^[1-9]\d{0,17}$/).transform(Number)]);
 const isoTime = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO-8601 timestamp');
@@ -60,6 +89,8 @@ export const scanObjectBody = z.object({
   mtime: z.string().nullable(),
   /** The version listed or named by the event, where the store keeps versions (absent from older jobs). */
   version_id: z.string().nullable().optional(),
+  /** Times this job waited for a store that kept throttling (src/pipeline/scan.ts), not counted as attempts. */
+  throttle_deferrals: z.number().int().min(0).optional(),
 });
 
 /** What a scan produced: a scanner verdict, or a failure that ends the object without one. */
@@ -114,14 +145,37 @@ export const JOB_BODIES = {
   [TASKS.applyRemediation]: sideEffectBody,
   [TASKS.sendNotification]: sideEffectBody,
   [TASKS.monitorEventIngest]: monitorEventIngestBody,
+  [TASKS.monitorScanObject]: scanObjectBody,
+  [TASKS.monitorFinalizeScanObject]: finalizeScanObjectBody,
 } as const;
 
-type Bodies = typeof JOB_BODIES;
-/** A parsed job of type T: the envelope plus its typed body. */
-export type Job<T extends TaskName> = (T extends 'monitor-event-ingest' ? Envelope : ScopedEnvelope) & {
+/** The payload graphile-worker's crontab gives a scheduled job (its `makeJobForItem`). */
+export const cronPayloadSchema = z.object({
+  _cron: z.object({
+    /** The schedule slot: the minute the job is due for, ISO 8601. */
+    ts: isoTime,
+    /** Scheduled at start for a slot missed while no worker ran (the cron item's backfillPeriod). */
+    backfilled: z.boolean().optional(),
+  }),
+});
+
+/** A parsed scheduled job: its slot is its identity (one job per slot, however many workers run). */
+export interface CronJob<T extends CronTaskName> {
   job_type: T;
-  body: z.infer<Bodies[T]>;
-};
+  /** `<task>@<slot>`: the same for every attempt of the slot's job. */
+  job_id: string;
+  /** The same as job_id: a scheduled run is its own request. */
+  correlation_id: string;
+  body: { slot: string; backfilled: boolean };
+}
+
+type Bodies = typeof JOB_BODIES;
+/** A parsed job of type T: the envelope plus its typed body (a scheduled job: its slot). */
+export type Job<T extends WorkerTaskName> = T extends CronTaskName
+  ? CronJob<T>
+  : T extends TaskName
+    ? (T extends 'monitor-event-ingest' ? Envelope : ScopedEnvelope) & { job_type: T; body: z.infer<Bodies[T]> }
+    : never;
 
 /**
  * Thrown for a payload that does not match its schema. Not retryable: the payload will not change. The
@@ -182,7 +236,7 @@ export type JobPayload<T extends TaskName> = (T extends 'monitor-event-ingest' ?
 /*
  * The task names and payloads of the queue, for graphile-worker's typings (addJob, TaskList, Task):
  * a task list or an addJob naming a task that does not exist, or a payload of the wrong shape, is a
- * type error. Finalize jobs are batch jobs: an array of envelopes (a single one is still accepted).
+ * type error. Finalize jobs (of both lanes) are batch jobs: an array of envelopes (a single one is still accepted).
  */
 declare global {
   namespace GraphileWorker {
@@ -194,15 +248,34 @@ declare global {
       'apply-remediation': JobPayload<'apply-remediation'>;
       'send-notification': JobPayload<'send-notification'>;
       'monitor-event-ingest': JobPayload<'monitor-event-ingest'>;
+      'retention-sweep': z.input<typeof cronPayloadSchema>;
+      'monitor-scan-object': JobPayload<'monitor-scan-object'>;
+      'monitor-finalize-scan-object': JobPayload<'monitor-finalize-scan-object'> | JobPayload<'monitor-finalize-scan-object'>[];
     }
   }
 }
 
+function isCronTask(task: WorkerTaskName): task is CronTaskName {
+  return (Object.values(CRON_TASKS) as string[]).includes(task);
+}
+
 /** Parses an `unknown` payload as a job of type `task`, or throws InvalidPayloadError naming each problem. */
-export function parseJob<T extends TaskName>(task: T, payload: unknown): Job<T> {
+export function parseJob<T extends WorkerTaskName>(task: T, payload: unknown): Job<T> {
+  if (isCronTask(task)) {
+    const parsed = cronPayloadSchema.safeParse(payload);
+    if (!parsed.success) throw new InvalidPayloadError(task, describe(parsed.error));
+    const id = `${task}@${parsed.data._cron.ts}`;
+    const job: CronJob<typeof task> = {
+      job_type: task,
+      job_id: id,
+      correlation_id: id,
+      body: { slot: parsed.data._cron.ts, backfilled: parsed.data._cron.backfilled ?? false },
+    };
+    return job as Job<T>;
+  }
   const version = (payload as { schema_version?: unknown } | null)?.schema_version;
   if (typeof version === 'number' && Number.isInteger(version) && version > SCHEMA_VERSION) throw new NewerSchemaVersionError(task, version);
-  const parsed = jobSchema(task).safeParse(payload);
+  const parsed = jobSchema(task as TaskName).safeParse(payload);
   if (!parsed.success) throw new InvalidPayloadError(task, describe(parsed.error));
   return parsed.data as Job<T>;
 }

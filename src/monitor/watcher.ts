@@ -21,6 +21,7 @@ import type pg from 'pg';
 import { relativeInside } from '../connectors/filesystem/index.ts';
 import { monitorEventsAccept, watchTargets, type IncomingEvent, type WatchTarget } from '../db/sql/monitor.ts';
 import type { Logger } from '../log.ts';
+import { advisoryUnlock, tryAdvisoryLock } from '../db/sql/workers.ts';
 
 /** Advisory lock key of the watcher election (any stable bigint). */
 const LEADER_LOCK = 0x6473785f77617463n; // "dsx_watc"
@@ -140,8 +141,7 @@ export function startWatcher(args: { pool: pg.Pool; log: Logger; syncMs: number 
     if (stopped) return;
     if (!leader) {
       const client = await args.pool.connect();
-      const { rows } = await client.query<{ ok: boolean }>('select pg_try_advisory_lock($1) as ok', [LEADER_LOCK.toString()]);
-      if (!rows[0]!.ok) {
+      if (!(await tryAdvisoryLock(client, LEADER_LOCK))) {
         client.release();
         return; // another process watches; try again at the next sync
       }
@@ -213,7 +213,7 @@ export function startWatcher(args: { pool: pg.Pool; log: Logger; syncMs: number 
       if (leader) {
         const client = leader;
         leader = undefined;
-        await client.query('select pg_advisory_unlock($1)', [LEADER_LOCK.toString()]).catch(() => {});
+        await advisoryUnlock(client, LEADER_LOCK).catch(() => {});
         client.release();
       }
     },

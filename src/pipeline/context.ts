@@ -16,6 +16,7 @@ import { ScannerHealth } from '../dsxa/health.ts';
 import { scannerStatusReport } from '../db/sql/scanner-status.ts';
 import type { SideEffectHooks } from './side-effects.ts';
 import type { QueueSourceHooks } from '../monitor/queue-sources.ts';
+import type { ScanHooks } from './scan.ts';
 
 export interface PipelineContext {
   pool: pg.Pool;
@@ -43,6 +44,23 @@ export interface PipelineContext {
 export interface PipelineHooks {
   sideEffects?: SideEffectHooks;
   queues?: QueueSourceHooks;
+  scan?: ScanHooks;
+}
+
+/** The batchers of one lane (see PipelineContext): each lane of a worker process has its own. */
+export type LaneBatchers = Pick<PipelineContext, 'resultStates' | 'scanned' | 'finalizer'>;
+
+/**
+ * New batchers for a lane. A lane with batchers of its own never waits for another lane's flushes: with
+ * shared ones, a monitoring object waited for up to two running 500-item flushes of a full scan, then
+ * rode in the next one.
+ */
+export function createLaneBatchers(pool: pg.Pool): LaneBatchers {
+  return {
+    resultStates: new Batcher((keys) => scanResultsStates(pool, keys), { maxSize: 500, maxDelayMs: 1 }),
+    scanned: new Batcher((items) => scanResultsRecordScanned(pool, items), { maxSize: 500, maxDelayMs: 2 }),
+    finalizer: new Batcher((items) => scanResultsFinalize(pool, items), { maxSize: 500, maxDelayMs: 2 }),
+  };
 }
 
 /** A scan of a few bytes: the truest health check DSXA's API allows (it has no health endpoint). */
@@ -60,7 +78,7 @@ export function createPipelineContext(args: { pool: pg.Pool; config: Config; log
   const log = args.log.child({ component: 'scanner-health' });
   const scanner = new ScannerHealth({
     probe: async () => {
-      await dsxa.scanBinary(PROBE_BODY, { metadata: 'dsx-connect health probe' });
+      await dsxa.scanBinary(PROBE_BODY, { metadata: 'dsx-connect health probe', outsideSlots: true });
     },
     onChange: (s) =>
       s.state === 'ok'
@@ -76,9 +94,7 @@ export function createPipelineContext(args: { pool: pg.Pool; config: Config; log
     scanner,
     processId,
     connectors: new ConnectorRegistry(pool, { dataDir: config.dataDir, log: args.log }),
-    resultStates: new Batcher((keys) => scanResultsStates(pool, keys), { maxSize: 500, maxDelayMs: 1 }),
-    scanned: new Batcher((items) => scanResultsRecordScanned(pool, items), { maxSize: 500, maxDelayMs: 2 }),
-    finalizer: new Batcher((items) => scanResultsFinalize(pool, items), { maxSize: 500, maxDelayMs: 2 }),
+    ...createLaneBatchers(pool),
     queueStats: new QueueStatistics(pool, args.log),
     hooks: {},
   };

@@ -3,12 +3,12 @@
  * (dsx_private.finalize_results), which persists it and decides the side effects.
  */
 import { dsxaResponseSchema } from '../dsxa/types.ts';
-import type { Job } from '../jobs/envelope.ts';
+import type { FinalizeTask, Job } from '../jobs/envelope.ts';
 import type { PipelineContext } from './context.ts';
 import { NORMALIZATION_VERSION, normalizeFailure, normalizeVerdict, type Normalized, type ScanFailure } from './outcomes.ts';
 
 /** The normalized outcome of a finalize job's scan result. */
-export function normalizeResult(body: Job<'finalize-scan-object'>['body']): Normalized {
+export function normalizeResult(body: Job<FinalizeTask>['body']): Normalized {
   const r = body.result;
   if (r.kind === 'verdict') {
     const parsed = dsxaResponseSchema.safeParse(r.response);
@@ -21,7 +21,7 @@ export function normalizeResult(body: Job<'finalize-scan-object'>['body']): Norm
 }
 
 /** Finalizes one object; 'finalized', 'duplicate' (already finalized: nothing changes) or 'missing'. */
-export async function finalizeObject(ctx: PipelineContext, job: Job<'finalize-scan-object'>): Promise<string> {
+export async function finalizeObject(ctx: PipelineContext, job: Job<FinalizeTask>): Promise<string> {
   const b = job.body;
   const n = normalizeResult(b);
   return ctx.finalizer.add({

@@ -7,13 +7,13 @@
  */
 import type { JobHelpers, Task } from 'graphile-worker';
 import { invalidJobRecord } from '../db/sql/invalid-jobs.ts';
-import { InvalidPayloadError, parseJob, type Job, type TaskName } from '../jobs/envelope.ts';
+import { InvalidPayloadError, parseJob, type Job, type WorkerTaskName } from '../jobs/envelope.ts';
 import type { PipelineContext } from '../pipeline/context.ts';
 import type { Attempt } from '../pipeline/full-scan.ts';
 import type { Logger } from '../log.ts';
 
 /** A task module's default export: builds the graphile-worker task of `T` from the process's context. */
-export type TaskFactory<T extends TaskName = TaskName> = (ctx: PipelineContext) => Task<T>;
+export type TaskFactory<T extends WorkerTaskName = WorkerTaskName> = (ctx: PipelineContext) => Task<T>;
 
 export interface TaskOptions {
   /**
@@ -30,7 +30,7 @@ function isDataException(err: unknown): boolean {
   return typeof code === 'string' && code.startsWith('22');
 }
 
-export function defineTask<T extends TaskName>(
+export function defineTask<T extends WorkerTaskName>(
   name: T,
   run: (ctx: PipelineContext, job: Job<T>, attempt: Attempt & { jobId: string }, log: Logger, helpers: JobHelpers) => Promise<unknown>,
   opts: TaskOptions = {},

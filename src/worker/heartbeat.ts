@@ -5,6 +5,7 @@
  */
 import os from 'node:os';
 import type pg from 'pg';
+import { rescueDeadWorkers, workerForget, workerHeartbeat } from '../db/sql/workers.ts';
 import type { Logger } from '../log.ts';
 
 export interface HeartbeatOptions {
@@ -16,11 +17,9 @@ export function startHeartbeat(pool: pg.Pool, workerId: string, roles: string[],
   let stopped = false;
   const beat = async () => {
     try {
-      await pool.query('select dsx_private.worker_heartbeat($1, $2, $3, $4)', [workerId, os.hostname(), process.pid, roles]);
-      const { rows } = await pool.query<{ ids: string[] }>('select dsx_private.rescue_dead_workers(make_interval(secs => $1)) as ids', [
-        opts.deadAfterMs / 1000,
-      ]);
-      if (rows[0]?.ids.length) log.warn({ workers: rows[0].ids }, 'unlocked the jobs of workers that stopped heartbeating');
+      await workerHeartbeat(pool, { workerId, hostname: os.hostname(), pid: process.pid, roles });
+      const rescued = await rescueDeadWorkers(pool, opts.deadAfterMs);
+      if (rescued.length) log.warn({ workers: rescued }, 'unlocked the jobs of workers that stopped heartbeating');
     } catch (err) {
       if (!stopped) log.warn({ err: (err as Error).message }, 'heartbeat failed (database unreachable?); retrying');
     }
@@ -31,7 +30,7 @@ export function startHeartbeat(pool: pg.Pool, workerId: string, roles: string[],
     async stop() {
       stopped = true;
       clearInterval(timer);
-      await pool.query('delete from dsx_private.worker_heartbeats where worker_id = $1', [workerId]).catch(() => {});
+      await workerForget(pool, workerId).catch(() => {});
     },
   };
 }

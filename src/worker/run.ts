@@ -1,6 +1,9 @@
 /**
  * Runs graphile-worker for a set of roles: each role is a subset of the tasks, so enumerate, scan,
- * finalize, remediate and notify can run in separate processes or hosts against one database.
+ * finalize, remediate, notify and monitor can run in separate processes or hosts against one database.
+ * Within a process the tasks are split into lanes (pipeline, effects, monitor), one graphile-worker
+ * runner each, with task lists that do not overlap: one graphile-worker schema and one job table, no
+ * queue of our own.
  *
  * Queue settings quote measurements on a 2-core machine: ~1,700 trivial jobs/s with defaults, ~12,000
  * with a local queue and batched completion (completeJobBatchDelay 0). Batching trades a little
@@ -13,32 +16,60 @@ import os from 'node:os';
 import type { Config } from '../config.ts';
 import { scannerStatusForget, scannerStatusReport, scannerStatusTouch } from '../db/sql/scanner-status.ts';
 import type { Logger } from '../log.ts';
-import { createPipelineContext, type PipelineContext, type PipelineHooks } from '../pipeline/context.ts';
+import { createLaneBatchers, createPipelineContext, type PipelineContext, type PipelineHooks } from '../pipeline/context.ts';
 import applyRemediation from '../../tasks/apply-remediation.ts';
 import enumerateScopePage from '../../tasks/enumerate-scope-page.ts';
 import finalizeScanObject from '../../tasks/finalize-scan-object.ts';
 import fullScanScope from '../../tasks/full-scan-scope.ts';
 import monitorEventIngest from '../../tasks/monitor-event-ingest.ts';
+import retentionSweep from '../../tasks/retention-sweep.ts';
+import monitorFinalizeScanObject from '../../tasks/monitor-finalize-scan-object.ts';
+import monitorScanObject from '../../tasks/monitor-scan-object.ts';
 import scanObject from '../../tasks/scan-object.ts';
 import sendNotification from '../../tasks/send-notification.ts';
 import type { TaskFactory } from './define-task.ts';
-import type { TaskName } from '../jobs/envelope.ts';
+import { forceUnlockWorkers } from '../db/sql/workers.ts';
+import type { WorkerTaskName } from '../jobs/envelope.ts';
+import { retentionCronItems } from '../retention/schedule.ts';
 import { startHeartbeat } from './heartbeat.ts';
 import { startQueueSources, type QueueSourcesHandle } from '../monitor/queue-sources.ts';
 import { startWatcher, type WatcherHandle } from '../monitor/watcher.ts';
 
-/** The tasks each role runs, by task name (GraphileWorker.Tasks, src/jobs/envelope.ts). */
-export const ROLE_TASKS: Record<string, { [T in TaskName]?: TaskFactory<T> }> = {
-  enumerate: { 'full-scan-scope': fullScanScope, 'enumerate-scope-page': enumerateScopePage },
-  scan: { 'scan-object': scanObject },
-  finalize: { 'finalize-scan-object': finalizeScanObject },
-  remediate: { 'apply-remediation': applyRemediation },
-  notify: { 'send-notification': sendNotification },
+/** The worker's lanes (see LANES). */
+export type LaneName = 'pipeline' | 'effects' | 'monitor' | 'maintenance';
+
+/** Task factories by task name (GraphileWorker.Tasks, src/jobs/envelope.ts). */
+export type TaskFactories = { [T in WorkerTaskName]?: TaskFactory<T> };
+
+/**
+ * The tasks each role runs, per lane. A role's tasks may sit in several lanes: the scan and finalize
+ * roles run full scans' jobs in the pipeline lane and monitoring's in the monitor lane (same code,
+ * task names of their own), so `--roles scan` scans both.
+ */
+export const ROLE_TASKS: Record<string, Partial<Record<LaneName, TaskFactories>>> = {
+  enumerate: { pipeline: { 'full-scan-scope': fullScanScope, 'enumerate-scope-page': enumerateScopePage } },
+  scan: { pipeline: { 'scan-object': scanObject }, monitor: { 'monitor-scan-object': monitorScanObject } },
+  finalize: { pipeline: { 'finalize-scan-object': finalizeScanObject }, monitor: { 'monitor-finalize-scan-object': monitorFinalizeScanObject } },
+  remediate: { effects: { 'apply-remediation': applyRemediation } },
+  notify: { effects: { 'send-notification': sendNotification } },
   // Storage events: ingestion of HTTP and watcher events, and (in one process per database) the
   // filesystem watcher of monitored scopes.
-  monitor: { 'monitor-event-ingest': monitorEventIngest },
+  monitor: { monitor: { 'monitor-event-ingest': monitorEventIngest } },
+  // Housekeeping on graphile-worker's crontab: the retention sweep (DSX_RETENTION_SCHEDULE).
+  maintain: { maintenance: { 'retention-sweep': retentionSweep } },
 };
 export const ALL_ROLES = Object.keys(ROLE_TASKS);
+
+/** The factory of one task, whichever role and lane runs it (tests run jobs through it). */
+export function taskFactory(task: WorkerTaskName): TaskFactory | undefined {
+  for (const lanes of Object.values(ROLE_TASKS)) {
+    for (const tasks of Object.values(lanes)) {
+      const factory = tasks[task];
+      if (factory) return factory as TaskFactory;
+    }
+  }
+  return undefined;
+}
 
 /** Parses `--roles a,b`; throws naming an unknown role. */
 export function parseRoles(spec: string): string[] {
@@ -50,22 +81,46 @@ export function parseRoles(spec: string): string[] {
   return [...new Set(roles)];
 }
 
+/** How one lane's runner fetches its jobs. */
+export interface Lane {
+  /** Jobs of the lane run at once per process. */
+  concurrency: (config: Config, pipelineConcurrency: number) => number;
+  preset: (concurrency: number, pollIntervalMs?: number) => GraphileConfig.Preset;
+  /** Whether the lane flushes its own batches (scan preflight, scanned mark, finalization). */
+  ownBatchers: boolean;
+}
+
 /**
- * Lanes: each lane is its own graphile-worker runner in the process, with its own concurrency, so the
- * jobs of one lane never occupy the slots of another. Side effects wait on receivers and storage
- * (a webhook may take its whole 10 s timeout): with one runner, a burst of detections aimed at a slow
- * receiver filled every slot with waiting notifications and scanning and finalization stopped.
+ * Lanes: each lane is its own graphile-worker runner in the process, with its own concurrency and task
+ * list, so the jobs of one lane never occupy the slots of another nor wait behind jobs another lane's
+ * runner has already fetched.
+ * - pipeline: full scans (enumeration, scans, finalization). Throughput first: a local queue as large
+ *   as the concurrency, refilled in batches.
+ * - effects: remediation and notification. Side effects wait on receivers and storage (a webhook may
+ *   take its whole 10 s timeout): with one runner, a burst of detections aimed at a slow receiver filled
+ *   every slot with waiting notifications and scanning and finalization stopped.
+ * - monitor: storage events and the scans and finalizations of their objects. Priorities only order the
+ *   fetch, not what a runner already holds: in the pipeline lane a monitoring job waited behind up to
+ *   128 prefetched full-scan jobs (event -> result p99 1,589 ms under a 100,000-object full scan on 2
+ *   cores; 131 ms with this lane, the scan's rate unchanged). Its own runner, task names and batchers
+ *   keep it apart; see latencyPreset for its fetch.
  */
-export const LANES: Record<string, { roles: string[]; concurrency: (config: Config, pipelineConcurrency: number) => number }> = {
-  pipeline: { roles: ['enumerate', 'scan', 'finalize', 'monitor'], concurrency: (_c, n) => n },
-  effects: { roles: ['remediate', 'notify'], concurrency: (c) => c.effectsConcurrency },
+export const LANES: Record<LaneName, Lane> = {
+  pipeline: { concurrency: (_c, n) => n, preset: workerPreset, ownBatchers: false },
+  effects: { concurrency: (c) => c.effectsConcurrency, preset: latencyPreset, ownBatchers: false },
+  monitor: { concurrency: (c) => c.monitorConcurrency, preset: latencyPreset, ownBatchers: true },
+  // One sweep at a time is all there is to run (sweeps also exclude each other by an advisory lock);
+  // in its own runner it never takes a slot of the pipeline or the side effects for its minutes.
+  maintenance: { concurrency: () => 1, preset: workerPreset, ownBatchers: false },
 };
 
 export interface WorkerHandle {
   /** The graphile-worker runner of the first lane of the moment (replaced after a database outage). */
   readonly runner: Runner;
-  /** The runners of every lane of the moment. */
+  /** The runners of every lane of the moment, in the order of `lanes`. */
   readonly runners: Runner[];
+  /** The lanes this process runs: those holding a task of one of its roles. */
+  readonly lanes: LaneName[];
   context: PipelineContext;
   /** The filesystem watcher, when this process has the monitor role. */
   watcher: WatcherHandle | null;
@@ -105,16 +160,41 @@ export function workerLogger(log: Logger): WorkerLogger {
  * lane's short claims and records; not one per job.
  */
 export function workerPoolSize(concurrency: number): number {
-  return Math.min(concurrency, 32) + 12;
+  // 6 of them for the monitor lane's own batchers (three, each up to two flushes at once).
+  return Math.min(concurrency, 32) + 18;
 }
 
-/** graphile-worker settings every worker process uses (the benchmark's queue ceiling uses them too). */
+/**
+ * graphile-worker settings of the pipeline lane (the benchmark's queue ceiling uses them too): a local
+ * queue as large as the concurrency, and after an empty fetch a 5-15 ms pause during which "new job"
+ * notifications are only counted (refetchDelay), so that a busy queue is not asked once per insert.
+ */
 export function workerPreset(concurrency: number, pollIntervalMs = 1000): GraphileConfig.Preset {
   return {
     worker: {
       concurrentJobs: concurrency,
       pollInterval: pollIntervalMs,
       localQueue: { size: concurrency, refetchDelay: { durationMs: 10 } },
+      completeJobBatchDelay: 0,
+      failJobBatchDelay: 0,
+    },
+  };
+}
+
+/**
+ * graphile-worker settings of the lanes where a job's wait matters more than the fetch rate (effects,
+ * monitor): a local queue no larger than the lane runs at once, and no refetch delay. With the
+ * pipeline's refetch delay, a job inserted within 5-15 ms of an empty fetch (a remediation, right after
+ * the scan's "scanned" insert had woken the lane) was noticed only at the next poll, up to
+ * pollInterval (1 s) later. Fetches stay one at a time per lane; notifications arriving during one are
+ * folded into a single fetch after it.
+ */
+export function latencyPreset(concurrency: number, pollIntervalMs = 1000): GraphileConfig.Preset {
+  return {
+    worker: {
+      concurrentJobs: concurrency,
+      pollInterval: pollIntervalMs,
+      localQueue: { size: concurrency },
       completeJobBatchDelay: 0,
       failJobBatchDelay: 0,
     },
@@ -137,13 +217,16 @@ export async function startWorker(args: {
   const context = createPipelineContext(args);
   if (args.hooks) context.hooks = args.hooks;
   let stopping = false;
-  const lanes = Object.entries(LANES)
+  const lanes = (Object.entries(LANES) as [LaneName, Lane][])
     .map(([name, lane]) => {
+      // Everything else (connectors and their limits, the scanner client and its health) is the process's.
+      const laneContext = lane.ownBatchers ? { ...context, ...createLaneBatchers(args.pool) } : context;
       const taskList: TaskList = {};
-      for (const role of lane.roles.filter((r) => args.roles.includes(r))) {
-        for (const [task, factory] of Object.entries(ROLE_TASKS[role] ?? {})) taskList[task] = factory(context);
+      for (const role of args.roles) {
+        for (const [task, factory] of Object.entries(ROLE_TASKS[role]?.[name] ?? {})) taskList[task] = factory(laneContext);
       }
-      return { name, taskList, concurrency: lane.concurrency(args.config, concurrency), current: undefined as Generation | undefined };
+      const laneConcurrency = lane.concurrency(args.config, concurrency);
+      return { name, taskList, preset: lane.preset(laneConcurrency, args.pollIntervalMs), current: undefined as Generation | undefined };
     })
     .filter((l) => Object.keys(l.taskList).length > 0);
 
@@ -172,7 +255,9 @@ export async function startWorker(args: {
       events,
       noHandleSignals: true,
       logger: workerLogger(args.log.child({ lane: lane.name })),
-      preset: workerPreset(lane.concurrency, args.pollIntervalMs),
+      preset: lane.preset,
+      // Scheduled tasks run in the lane that has them; the other lanes schedule nothing.
+      ...(lane.taskList['retention-sweep'] && { parsedCronItems: retentionCronItems(args.config.retention) }),
     });
     lane.current = generation;
     // The pool ends when it shuts down, or is crippled when one of its workers cannot release a job
@@ -194,7 +279,7 @@ export async function startWorker(args: {
   const relaunch = async (lane: (typeof lanes)[number], deadPoolIds: string[]): Promise<void> => {
     for (let delay = 250; !stopping; delay = Math.min(delay * 2, 10_000)) {
       try {
-        await args.pool.query('select graphile_worker.force_unlock_workers($1)', [deadPoolIds]);
+        await forceUnlockWorkers(args.pool, deadPoolIds);
         await launch(lane);
         args.log.warn({ lane: lane.name }, 'worker pool restarted');
         return;
@@ -203,6 +288,11 @@ export async function startWorker(args: {
       }
     }
   };
+  // Each lane's runner keeps one connection for LISTEN; a pool with no room beyond those never runs a job.
+  const poolMax = (args.pool as pg.Pool & { options: { max?: number } }).options.max ?? 10;
+  if (poolMax < lanes.length + 2) {
+    args.log.warn({ poolMax, lanes: lanes.length }, `the database pool (${poolMax} connections) is too small for ${lanes.length} lanes: jobs may never run; size it with workerPoolSize()`);
+  }
   for (const lane of lanes) await launch(lane);
   // A worker started with an unreachable or unauthorized DSXA_URL says so at start (and its scans wait).
   let scannerTimer: NodeJS.Timeout | undefined;
@@ -226,6 +316,7 @@ export async function startWorker(args: {
     get runners() {
       return lanes.map((l) => l.current!.runner);
     },
+    lanes: lanes.map((l) => l.name),
     context,
     watcher,
     queues,
@@ -235,11 +326,9 @@ export async function startWorker(args: {
       await Promise.all(lanes.map((l) => l.current!.runner.stop().catch(() => {})));
       // Nothing of ours runs any more: a job still locked by our pools is one the local queue failed to
       // return (see LOCAL_QUEUE_RELEASE_BUG); hand it back now rather than after the dead-worker sweep.
-      await args.pool
-        .query('select graphile_worker.force_unlock_workers($1)', [lanes.flatMap((l) => l.current!.poolIds)])
-        .catch((err: Error) => {
-          args.log.warn({ err: err.message }, 'could not release the jobs this worker held; the dead-worker sweep will');
-        });
+      await forceUnlockWorkers(args.pool, lanes.flatMap((l) => l.current!.poolIds)).catch((err: Error) => {
+        args.log.warn({ err: err.message }, 'could not release the jobs this worker held; the dead-worker sweep will');
+      });
       await Promise.all(lanes.flatMap((l) => l.current!.heartbeats.map((h) => h.stop())));
       await context.connectors.close();
       clearInterval(scannerTimer);

@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import type pg from 'pg';
 import type { Test } from 'tap';
 import WebSocket from 'ws';
 import { createClient } from 'graphql-ws';
@@ -75,6 +76,24 @@ export async function apiServer(t: Test, dbUrl: string, opts: { mode?: 'open' | 
   }
 
   return { url: server.url, query, subscribe };
+}
+
+/**
+ * Waits until some session of this database (the API server's LISTEN connection) has subscribed to a
+ * topic starting with `prefix` (pg_stat_activity shows a session's last statement): a subscription
+ * is listening once its `LISTEN "<topic>"` has completed.
+ */
+export async function waitForListen(pool: pg.Pool, prefix: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { rows } = await pool.query(
+      `select 1 from pg_stat_activity where datname = current_database() and state = 'idle' and starts_with(query, $1)`,
+      [`LISTEN "${prefix}`],
+    );
+    if (rows.length > 0) return;
+    if (Date.now() > deadline) throw new Error(`no session LISTENs on ${prefix}* after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /** The API's GraphQL schema over a test database, as the server builds it (for the snapshot test). */

@@ -1,7 +1,6 @@
 /** Runtime SQL for API tokens (dsx.api_tokens): only their SHA-256 is stored. Runs as the table owner. */
-import type pg from 'pg';
+import type { Queryable } from './queryable.ts';
 
-type Queryable = Pick<pg.Pool, 'query'>;
 
 export interface ApiTokenRow {
   name: string;

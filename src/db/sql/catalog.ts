@@ -1,26 +1,17 @@
 /** Runtime SQL for the catalog: integrations, scopes, notification channels. */
 import type pg from 'pg';
+import { withTransaction, type Queryable } from './queryable.ts';
 
-type Queryable = Pick<pg.Pool, 'query'>;
 
 /**
  * Runs `fn` in one transaction whose changes the audit trail (and a destructive policy's confirmation)
  * records as made by `actor` (dsx_private.actor(), e.g. "cli alice@laptop"), instead of the database user.
  */
 export async function withActor<T>(pool: pg.Pool, actor: string, fn: (db: Queryable) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('begin');
+  return withTransaction(pool, async (client) => {
     await client.query(`select set_config('dsx.actor', $1, true)`, [actor]);
-    const result = await fn(client);
-    await client.query('commit');
-    return result;
-  } catch (err) {
-    await client.query('rollback').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+    return fn(client);
+  });
 }
 
 /** Refuses a name outside the rule of dsx.name with a message that states the rule (dsx_private.check_name). */

@@ -1,7 +1,6 @@
 /** Runtime SQL for listing and deleting notification channels (their secrets stay in dsx_private, never read here). */
-import type pg from 'pg';
+import type { Queryable } from './queryable.ts';
 
-type Queryable = Pick<pg.Pool, 'query'>;
 
 /** A notification channel as operators see it: no secret. */
 export interface ChannelRow {

@@ -1,27 +1,28 @@
 /** Runtime SQL for full scans: start, cancel, read, and the enumeration-side transitions. */
-import type pg from 'pg';
 import type { SkippedEntry } from '../../connectors/types.ts';
+import type { Queryable } from './queryable.ts';
 
-type Queryable = Pick<pg.Pool, 'query'>;
 
 export interface StartResult {
   fullScanId: number;
+  /** The same id as the bigint's text (exact beyond 2^53: what the GraphQL API returns). */
+  fullScanRowId: string;
   alreadyActive: boolean;
   status: string;
 }
 
-/** Starts a full scan of the scope, or returns the active one (dsx.start_full_scan). */
-export async function fullScanStart(db: Queryable, scopeId: number, requestedBy: string): Promise<StartResult> {
+/** Starts a full scan of the scope, or returns the active one (dsx.start_full_scan); requestedBy null: the connection's actor. */
+export async function fullScanStart(db: Queryable, scopeId: number | string, requestedBy: string | null): Promise<StartResult> {
   const { rows } = await db.query<{ full_scan_id: string; already_active: boolean; status: string }>(
     'select (r).* from (select dsx.start_full_scan($1, $2) as r) s',
     [scopeId, requestedBy],
   );
   const r = rows[0]!;
-  return { fullScanId: Number(r.full_scan_id), alreadyActive: r.already_active, status: r.status };
+  return { fullScanId: Number(r.full_scan_id), fullScanRowId: r.full_scan_id, alreadyActive: r.already_active, status: r.status };
 }
 
-/** Cancels a queued or running scan (dsx.cancel_full_scan); returns its status afterwards. */
-export async function fullScanCancel(db: Queryable, id: number, mode: 'drain' | 'interrupt', requestedBy: string): Promise<string> {
+/** Cancels a queued or running scan (dsx.cancel_full_scan); returns its status afterwards. requestedBy null: the connection's actor. */
+export async function fullScanCancel(db: Queryable, id: number | string, mode: 'drain' | 'interrupt', requestedBy: string | null): Promise<string> {
   const { rows } = await db.query<{ status: string }>('select (dsx.cancel_full_scan($1, $2, $3)).status', [id, mode, requestedBy]);
   return rows[0]!.status;
 }
@@ -80,6 +81,34 @@ export interface SideEffectFailure {
   channel: string | null;
   detail: string | null;
   executed_at: string | null;
+}
+
+/**
+ * One event of the fullScanProgress subscription (its GraphQL field names), read from
+ * dsx.full_scan_progress under the caller's role; undefined for a scan the caller cannot see.
+ */
+export interface FullScanProgressEvent {
+  fullScanId: string;
+  status: string;
+  finishedAt: string | null;
+  [field: string]: unknown;
+}
+
+/** The subscription's view of one scan (graphql/plugins/subscriptions.ts). */
+export async function fullScanProgressEventGet(db: Queryable, id: string): Promise<FullScanProgressEvent | undefined> {
+  const { rows } = await db.query<FullScanProgressEvent>(
+    `  select id::text as "fullScanId", status, discovered::float8 as discovered, finalized::float8 as finalized,
+         enumeration_exhausted as "enumerationExhausted", percent_finalized::float8 as "percentFinalized",
+         objects_per_s::float8 as "objectsPerS", eta_s::float8 as "etaS", outcomes, cancel_mode as "cancelMode",
+         error, started_at::text as "startedAt", finished_at::text as "finishedAt",
+         enumeration_error as "enumerationError", enumeration_attempt as "enumerationAttempt",
+         enumeration_max_attempts as "enumerationMaxAttempts", enumeration_retry_at::text as "enumerationRetryAt",
+         scanner_state as "scannerState", scanner_since::text as "scannerSince", scanner_error as "scannerError",
+         skipped::float8 as skipped, skipped_reasons as "skippedReasons", enumeration_warning as "enumerationWarning"
+    from dsx.full_scan_progress where id = $1`,
+    [id],
+  );
+  return rows[0];
 }
 
 /** One scan's progress row from dsx.full_scan_progress, or null. */

@@ -1,7 +1,6 @@
 /** Runtime SQL for dsx.invalid_jobs: jobs whose payload can never be valid. */
-import type pg from 'pg';
+import type { Queryable } from './queryable.ts';
 
-type Queryable = Pick<pg.Pool, 'query'>;
 
 /** Records an invalid job (dsx_private.record_invalid_job); the payload as JSON text when it can be. */
 export async function invalidJobRecord(db: Queryable, args: { task: string; workerJobId: string; error: string; payload: unknown }): Promise<void> {

@@ -1,7 +1,6 @@
 /** Runtime SQL for monitoring: event intake, ingestion decisions, secrets and counters. */
-import type pg from 'pg';
+import type { Queryable } from './queryable.ts';
 
-type Queryable = Pick<pg.Pool, 'query'>;
 
 /** One event as the intake normalized it (see src/monitor/events/). */
 export interface IncomingEvent {

@@ -1,7 +1,6 @@
 /** Runtime SQL for scan results: the scan preflight, the scanned mark, and finalization, all batched. */
-import type pg from 'pg';
+import type { Queryable } from './queryable.ts';
 
-type Queryable = Pick<pg.Pool, 'query'>;
 
 /** State of each result row ('pending' | 'scanned' | 'finalized'), or 'missing'. */
 export async function scanResultsStates(db: Queryable, keys: string[]): Promise<string[]> {

@@ -1,8 +1,7 @@
 /** Runtime SQL for dsx.scanner_status: the scanner's health as each worker process sees it. */
-import type pg from 'pg';
 import type { ScannerStatus } from '../../dsxa/health.ts';
+import type { Queryable } from './queryable.ts';
 
-type Queryable = Pick<pg.Pool, 'query'>;
 
 /** Records a process's view of the scanner (dsx_private.report_scanner_status). */
 export async function scannerStatusReport(

@@ -2,9 +2,8 @@
  * Runtime SQL for reading the side-effect ledger as operators do (`dsx-connect effects`): what was
  * decided, how it ended and why. The ledger's own transitions (claim, record) are in side-effects.ts.
  */
-import type pg from 'pg';
+import type { Queryable } from './queryable.ts';
 
-type Queryable = Pick<pg.Pool, 'query'>;
 
 /** Every status a ledger row can have (the check constraint of dsx.side_effects). */
 export const SIDE_EFFECT_STATUSES = ['pending', 'executing', 'done', 'already_done', 'not_supported', 'skipped', 'failed'] as const;

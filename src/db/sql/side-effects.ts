@@ -1,7 +1,6 @@
 /** Runtime SQL for the side-effect ledger: claim one effect for a job, record its execution. */
-import type pg from 'pg';
+import type { Queryable } from './queryable.ts';
 
-type Queryable = Pick<pg.Pool, 'query'>;
 
 /** A claimed side effect with what is needed to execute it. */
 export interface ClaimedEffect {
