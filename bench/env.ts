@@ -9,10 +9,16 @@ import { createDatabaseIfMissing, makePool } from '../src/db/connect.ts';
 import { databaseUrl, ensureEmbeddedPostgres, type EmbeddedServer } from '../src/db/embedded.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { freePort } from '../src/testing/ports.ts';
+import { parentPid } from './cpu.ts';
 
 export interface BenchServer {
   adminUrl: string;
   version: string;
+  /**
+   * The postmaster's pid when the server runs on this machine (the parent of a backend), for CPU
+   * profiles; null when it cannot be seen (another host, another container).
+   */
+  postmasterPid: number | null;
   stop(): Promise<void>;
   /** A fresh migrated database, on a quiet server (see quiesce). */
   database(name: string, poolSize?: number): Promise<{ url: string; pool: pg.Pool }>;
@@ -53,6 +59,7 @@ export async function startServer(): Promise<BenchServer> {
   const c = new pg.Client({ connectionString: adminUrl });
   await c.connect();
   const version = (await c.query('show server_version')).rows[0].server_version as string;
+  const postmaster = parentPid((await c.query('select pg_backend_pid() as pid')).rows[0].pid as number);
   await c.end();
   async function quiesce(): Promise<void> {
     const c3 = new pg.Client({ connectionString: adminUrl });
@@ -71,6 +78,7 @@ export async function startServer(): Promise<BenchServer> {
   return {
     adminUrl,
     version,
+    postmasterPid: postmaster,
     async stop() {
       await server?.stop();
       if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
