@@ -1,6 +1,6 @@
 /**
- * Scale-out, shown: the five roles (enumerate, scan, finalize, side effects, monitor) as separate
- * `dsx-connect worker --roles X` processes against one database. A synthetic full scan, a file dropped
+ * Scale-out, shown: the roles (enumerate, scan, finalize, side effects with housekeeping, monitor) as five
+ * separate `dsx-connect worker --roles X` processes against one database. A synthetic full scan, a file dropped
  * into a monitored folder, and the detections' remediation and notifications all complete with exact
  * counts; each process runs its own role's tasks and no other (its debug log names every task it ran,
  * its heartbeat names its roles); the scan process SIGKILLed mid-scan and replaced by a new one loses
@@ -12,6 +12,7 @@ import t from 'tap';
 import { EICAR_TEST_STRING } from '../src/connectors/eicar.ts';
 import { channelCreate, integrationCreate, scopeCreate } from '../src/db/sql/catalog.ts';
 import { fullScanStart, fullScanVerify } from '../src/db/sql/full-scans.ts';
+import { RETENTION_CRON_IDENTIFIER } from '../src/retention/schedule.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { emulator, getScan, syntheticScope, waitFor } from './helpers/pipeline.ts';
 import { MAIN, productEnv, start, type Running } from './helpers/processes.ts';
@@ -71,7 +72,7 @@ t.test('five role processes share one database: a full scan, a monitored folder 
   });
   const worker = (roles: string, concurrency: number) =>
     start(t, process.execPath, [MAIN, 'worker', '--roles', roles, '--concurrency', String(concurrency)], { env });
-  const roles: Record<string, string> = { enumerate: 'enumerate', scan: 'scan', finalize: 'finalize', effects: 'remediate,notify', monitor: 'monitor' };
+  const roles: Record<string, string> = { enumerate: 'enumerate', scan: 'scan', finalize: 'finalize', effects: 'remediate,notify,maintain', monitor: 'monitor' };
   const procs = {
     enumerate: worker(roles.enumerate!, 4),
     scan: worker(roles.scan!, 32),
@@ -88,6 +89,11 @@ t.test('five role processes share one database: a full scan, a monitored folder 
     await waitFor(async () => (await heartbeatRoles(p.pid)).length > 0, `the ${name} process's heartbeat`);
     t.same([...new Set(await heartbeatRoles(p.pid))].sort(), roles[name]!.split(',').sort(), `the ${name} process's heartbeat names its roles`);
   }
+
+  // The maintain role (here beside the side effects) put the retention sweep on graphile-worker's crontab.
+  const crontabs = async () => (await db.pool.query<{ identifier: string }>('select identifier from graphile_worker._private_known_crontabs')).rows.map((r) => r.identifier);
+  await waitFor(async () => (await crontabs()).length > 0, 'the retention sweep on the crontab');
+  t.same(await crontabs(), [RETENTION_CRON_IDENTIFIER], 'the maintain role scheduled the retention sweep, once');
 
   // The watcher says "watching" before inotify is armed, and another process cannot ask it when it is:
   // write probes (excluded from scanning) until one is recorded as an event.
@@ -192,7 +198,10 @@ t.test('five role processes share one database: a full scan, a monitored folder 
   t.ok(scanned >= OBJECTS + 1, `the two scan processes ran ${scanned} scan jobs for ${OBJECTS} objects and the dropped file`);
   t.same(onlyTasks(ran.finalize!, /finalize-scan-object$/), [], 'the finalize process only finalized');
   t.ok((ran.finalize!['finalize-scan-object'] ?? 0) >= OBJECTS, 'and finalized every object');
-  t.same(ran.effects, { 'apply-remediation': 1, 'send-notification': DETECTIONS + 1 }, 'the effects process ran each side effect once');
+  // A sweep runs only if the test crosses the top of the hour (DSX_RETENTION_SCHEDULE), and then here.
+  const { 'retention-sweep': sweeps = 0, ...effectTasks } = ran.effects!;
+  t.ok(sweeps <= 1, `the effects process swept at most once (${sweeps})`);
+  t.same(effectTasks, { 'apply-remediation': 1, 'send-notification': DETECTIONS + 1 }, 'the effects process ran each side effect once');
   t.same(onlyTasks(ran.monitor!, /^monitor-event-ingest$/), [], 'the monitor process only ingested events');
   t.ok((ran.monitor!['monitor-event-ingest'] ?? 0) >= 1, 'and ingested the folder events');
 });
