@@ -22,7 +22,7 @@ export interface RoleSpec {
  * monitoring each on their own. Scan and finalize get `concurrency` (the bench's --concurrency, default
  * DSX_WORKER_CONCURRENCY, 128); the others run a few jobs at a time (one listing per running scan;
  * remediations and notifications run in their lane of DSX_EFFECTS_CONCURRENCY whatever this says), so
- * their pools stay small (workerPoolSize: min(concurrency, 32) + 12 connections).
+ * their pools stay small (workerPoolSize in src/worker/run.ts: min(concurrency, 32) + 18 connections).
  */
 export function scaledOut(concurrency: number): RoleSpec[] {
   return [
