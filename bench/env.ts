@@ -9,10 +9,16 @@ import { createDatabaseIfMissing, makePool } from '../src/db/connect.ts';
 import { databaseUrl, ensureEmbeddedPostgres, type EmbeddedServer } from '../src/db/embedded.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { freePort } from '../src/testing/ports.ts';
+import { parentPid } from './cpu.ts';
 
 export interface BenchServer {
   adminUrl: string;
   version: string;
+  /**
+   * The postmaster's pid when the server runs on this machine (the parent of a backend), for CPU
+   * profiles; null when it cannot be seen (another host, another container).
+   */
+  postmasterPid: number | null;
   stop(): Promise<void>;
   /** A fresh migrated database, on a quiet server (see quiesce). */
   database(name: string, poolSize?: number): Promise<{ url: string; pool: pg.Pool }>;
@@ -32,13 +38,28 @@ export async function startServer(): Promise<BenchServer> {
   if (!adminUrl) {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dsx-bench-pg-'));
     fs.chmodSync(tmp, 0o755);
-    // track_commit_timestamp: the progress-latency scenario reads when each NOTIFY's transaction committed.
-    server = await ensureEmbeddedPostgres({ dataDir: tmp, port: await freePort(), settings: { track_functions: 'pl', track_commit_timestamp: 'on' }, onNotice: () => {} });
+    // track_commit_timestamp: the progress-latency scenario reads when each NOTIFY's transaction committed,
+    // and the scale scenario orders job-table changes by commit. pg_stat_statements is loaded but tracks
+    // nothing unless a scenario turns it on for its database (trackStatements). max_connections: the
+    // scale scenario's five role processes open up to ~150 connections beside the bench's own.
+    server = await ensureEmbeddedPostgres({
+      dataDir: tmp,
+      port: await freePort(),
+      settings: {
+        track_functions: 'pl',
+        track_commit_timestamp: 'on',
+        shared_preload_libraries: 'pg_stat_statements',
+        'pg_stat_statements.track': 'none',
+        max_connections: '300',
+      },
+      onNotice: () => {},
+    });
     adminUrl = server.adminUrl;
   }
   const c = new pg.Client({ connectionString: adminUrl });
   await c.connect();
   const version = (await c.query('show server_version')).rows[0].server_version as string;
+  const postmaster = parentPid((await c.query('select pg_backend_pid() as pid')).rows[0].pid as number);
   await c.end();
   async function quiesce(): Promise<void> {
     const c3 = new pg.Client({ connectionString: adminUrl });
@@ -57,6 +78,7 @@ export async function startServer(): Promise<BenchServer> {
   return {
     adminUrl,
     version,
+    postmasterPid: postmaster,
     async stop() {
       await server?.stop();
       if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
@@ -100,4 +122,21 @@ export async function startEmulatorProcess(opts: { latencyMs?: number; capacity?
         proc.kill('SIGTERM');
       }),
   };
+}
+
+/**
+ * Turns on pg_stat_statements (every statement, nested ones included) for the new sessions of one
+ * database; false when the server does not have it loaded (a server of your own). It costs ~15% of
+ * throughput here, so only profiling runs (`--profile`) use it.
+ */
+export async function trackStatements(pool: pg.Pool, database: string): Promise<boolean> {
+  try {
+    await pool.query('create extension if not exists pg_stat_statements');
+    await pool.query(`alter database ${pg.escapeIdentifier(database)} set pg_stat_statements.track = 'all'`);
+    await pool.query(`alter database ${pg.escapeIdentifier(database)} set pg_stat_statements.track_utility = off`);
+    await pool.query('select pg_stat_statements_reset()');
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --scenario NAME] [--objects N] [--concurrency N] [--page-size N] [--json]`: runs the scenarios on
+ * `npm run bench [-- --scenario NAME] [--objects N] [--concurrency N] [--page-size N] [--profile] [--json]`: runs the scenarios on
  * this machine with a throwaway embedded PostgreSQL, prints a table (or one JSON report with --json)
  * and writes the report to bench/results/.
  */
@@ -8,9 +8,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig, PROJECT_DIR } from '../src/config.ts';
+import { azure, s3 } from './cloud.ts';
 import { startServer } from './env.ts';
 import { monitorLatency, progressLatency } from './latency.ts';
 import { ceiling, enumeration, filesystem, overhead, scannerBound } from './scenarios.ts';
+import { SCALE_SCENARIOS, SCALE_DEFAULT_OBJECTS, scaleSummaryRows } from './scale-scenarios.ts';
 
 const SCENARIOS = {
   ceiling,
@@ -20,6 +22,9 @@ const SCENARIOS = {
   'monitor-latency': monitorLatency,
   'progress-latency': progressLatency,
   filesystem,
+  ...SCALE_SCENARIOS,
+  s3,
+  azure,
 } as const;
 type Name = keyof typeof SCENARIOS;
 const DEFAULT_OBJECTS: Record<Name, number> = {
@@ -31,6 +36,9 @@ const DEFAULT_OBJECTS: Record<Name, number> = {
   'monitor-latency': 100_000,
   'progress-latency': 20_000,
   filesystem: 20_000,
+  ...SCALE_DEFAULT_OBJECTS,
+  s3: 20_000,
+  azure: 20_000,
 };
 
 function parseOptions() {
@@ -42,11 +50,12 @@ function parseOptions() {
         concurrency: { type: 'string' },
         'page-size': { type: 'string' },
         json: { type: 'boolean', default: false },
+        profile: { type: 'boolean', default: false },
       },
     });
   } catch (err) {
     // An unknown option or a missing value: say which, as a usage error.
-    console.error(`${(err as Error).message.split('\n')[0]} (usage: npm run bench -- [--scenario NAME] [--objects N] [--concurrency N] [--page-size N] [--json])`);
+    console.error(`${(err as Error).message.split('\n')[0]} (usage: npm run bench -- [--scenario NAME] [--objects N] [--concurrency N] [--page-size N] [--profile] [--json])`);
     process.exit(2);
   }
 }
@@ -79,7 +88,7 @@ try {
   for (const name of names) {
     const objects = values.objects ? Number(values.objects) : DEFAULT_OBJECTS[name];
     if (!values.json) process.stderr.write(`running ${name} (${objects} objects)...\n`);
-    (report.scenarios as Record<string, unknown>)[name] = await SCENARIOS[name](server, { objects, concurrency, pageSize });
+    (report.scenarios as Record<string, unknown>)[name] = await SCENARIOS[name](server, { objects, concurrency, pageSize, profile: values.profile });
   }
 } finally {
   await server.stop();
@@ -117,6 +126,16 @@ function summaryTable(r: Record<string, any>): string {
   const p = r['progress-latency'];
   if (p) rows.push(['6 progress latency', `p50 ${n(p.latency_ms.p50, 1)} ms, p99 ${n(p.latency_ms.p99, 1)} ms`, 'p99 <= 250', yes(p.holds)]);
   if (r.filesystem) rows.push(['7 filesystem', `${n(r.filesystem.objects_per_s)} objects/s`, '', '']);
+  rows.push(...scaleSummaryRows(r, n, yes));
+  for (const [key, label] of [['s3', '8 S3 (fauxqs)'], ['azure', '9 Azure Blob (azurite)']] as const) {
+    const c = r[key];
+    if (!c) continue;
+    const busy = c.quiet ? '' : ` (machine busy: others used up to ${n(Math.max(...Object.values(c.others_cores as Record<string, number | null>).map((x) => x ?? 0)), 2)} cores)`;
+    rows.push([`${label} full scan`, `${n(c.pipeline.objects_per_s)} vs direct ${n(c.direct.objects_per_s)} objects/s = ${n(c.ratio, 3)}${busy}`, `>= ${c.target_ratio}`, yes(c.holds)]);
+    const l = c.listing;
+    const atPage = l.sdk_at_page_size.objects_per_s === l.sdk.objects_per_s ? '' : ` (${n(l.sdk_at_page_size.objects_per_s)}/s in pages of ${n(l.page_size)})`;
+    rows.push([`${label} listing`, `connector ${n(l.connector.objects_per_s)}/s vs SDK ${n(l.sdk.objects_per_s)}/s${atPage} = ${n(l.connector_to_sdk, 3)}`, '(beside)', '']);
+  }
   const all = [['scenario', 'figure', 'target', 'holds'], ...rows];
   const w = [0, 1, 2, 3].map((c) => Math.max(...all.map((row) => row[c]!.length)));
   return all.map((row) => row.map((cell, c) => cell.padEnd(w[c]!)).join('  ').trimEnd()).join('\n');

@@ -12,6 +12,9 @@ import { DsxaClient } from '../src/dsxa/client.ts';
 import { SyntheticConnector } from '../src/connectors/synthetic.ts';
 import { log } from '../src/log.ts';
 import { ALL_ROLES, startWorker, workerLogger, workerPoolSize, workerPreset } from '../src/worker/run.ts';
+import type { IntegrationSpec } from './cloud-store.ts';
+import type { CpuMeter } from './cpu.ts';
+import type { JsProfiler } from './js-profile.ts';
 import { startEmulatorProcess, type BenchServer } from './env.ts';
 
 export interface BenchOptions {
@@ -19,6 +22,8 @@ export interface BenchOptions {
   concurrency: number;
   /** Enumeration page size (DSX_PAGE_SIZE of the workers); 1,000 unless --page-size says otherwise. */
   pageSize?: number;
+  /** --profile: scenarios that support it also report pg_stat_statements (costs ~15% throughput). */
+  profile?: boolean;
 }
 
 export const quiet = log.child({});
@@ -65,17 +70,32 @@ async function waitFinished(pool: pg.Pool, id: number): Promise<void> {
   }
 }
 
-/** A full scan of a synthetic scope through every stage, DSXA emulator in its own process. */
-export async function fullScan(server: BenchServer, o: BenchOptions, name: string, emu: { url: string }, extra: Partial<Config> = {}) {
+/** What a full scan scans (default: a synthetic scope of `objects`), and a meter around its timed part. */
+export interface ScanTarget {
+  /** The integration whose whole root is scanned. */
+  integration?: IntegrationSpec;
+  /** Started when the scan is started, stopped when it has finished: the CPU profile of the scan. */
+  meter?: CpuMeter;
+  /** Likewise: where this process's CPU went, by package (when BENCH_CPU_PROFILE is set). */
+  profiler?: JsProfiler;
+}
+
+/** A full scan of a whole integration (synthetic by default) through every stage, DSXA emulator in its own process. */
+export async function fullScan(server: BenchServer, o: BenchOptions, name: string, emu: { url: string }, extra: Partial<Config> = {}, target: ScanTarget = {}) {
   const { pool } = await server.database(name, workerPoolSize(o.concurrency));
-  const integ = await integrationCreate(pool, { name: 'synthetic', kind: 'synthetic', settings: { objects: o.objects } });
-  const scope = await scopeCreate(pool, { integrationId: integ.id, name: 'synthetic', root: '', include: [], exclude: [], policy: {}, monitor: false });
+  const spec = target.integration ?? { kind: 'synthetic', settings: { objects: o.objects }, credentials: null };
+  const integ = await integrationCreate(pool, { name: spec.kind, kind: spec.kind, settings: spec.settings, credentials: spec.credentials });
+  const scope = await scopeCreate(pool, { integrationId: integ.id, name: spec.kind, root: '', include: [], exclude: [], policy: {}, monitor: false });
   const config = benchConfig(o, extra);
   const worker = await startWorker({ pool, config, log: quiet, roles: ALL_ROLES, dsxaUrl: emu.url, pollIntervalMs: 100 });
+  await target.profiler?.start();
+  target.meter?.start();
   const t0 = performance.now();
   const { fullScanId } = await fullScanStart(pool, scope.id, 'bench');
   await waitFinished(pool, fullScanId);
   const seconds = (performance.now() - t0) / 1000;
+  const cpu = target.meter?.stop(o.objects);
+  const jsProfile = await target.profiler?.stop();
   const { rows } = await pool.query('select status, discovered::int, finalized::int, malicious_count::int from dsx.full_scans where id = $1', [fullScanId]);
   // Where the database time went (track_functions is on in the bench server): the profile to read
   // before changing anything on the hot path.
@@ -85,7 +105,7 @@ export async function fullScan(server: BenchServer, o: BenchOptions, name: strin
   );
   await worker.stop();
   await pool.end();
-  return { objects: o.objects, seconds, objects_per_s: o.objects / seconds, ...rows[0], sql_profile: profile.rows };
+  return { objects: o.objects, seconds, objects_per_s: o.objects / seconds, ...rows[0], sql_profile: profile.rows, ...(cpu ? { cpu } : {}), ...(jsProfile ? { js_profile: jsProfile } : {}) };
 }
 
 /** Scenario 2: pipeline overhead against the queue ceiling, measured back to back. */
