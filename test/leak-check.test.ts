@@ -15,12 +15,21 @@ t.test('a test that leaves a server, a child process, a pool or a session open f
   const leakCheck = pathToFileURL(path.join(PROJECT_DIR, 'test', 'helpers', 'leak-check.ts')).href;
   // This file's own tap settings must not leak into the run below.
   const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TAP'))), DSX_LEAK_CHECK_IDLE_MS: '2000' };
-  const tap = start(t, path.join(PROJECT_DIR, 'node_modules', '.bin', 'tap'), ['--reporter=tap', '--disable-coverage', `--node-arg=--import=${leakCheck}`, 'test/fixtures/leaky.ts'], {
-    cwd: PROJECT_DIR,
-    env,
-  });
-  const { code } = await tap.exited(120_000);
-  const out = tap.stdout();
+  const run = async () => {
+    const tap = start(t, path.join(PROJECT_DIR, 'node_modules', '.bin', 'tap'), ['--reporter=tap', '--disable-coverage', `--node-arg=--import=${leakCheck}`, 'test/fixtures/leaky.ts'], {
+      cwd: PROJECT_DIR,
+      env,
+    });
+    const { code } = await tap.exited(120_000);
+    return { code, out: tap.stdout(), err: tap.stderr() };
+  };
+  // Once in a CI run the inner tap ended within a second without running the fixture (the outer run
+  // shares the project's .tap directory with it): such a run is reported, and the fixture run again.
+  let { code, out, err } = await run();
+  if (!out.includes('leak check: "leaves a server listening"')) {
+    t.comment(`the inner tap did not run the fixture (exit ${code}); stdout: ${out.slice(-2000)} stderr: ${err.slice(-2000)}`);
+    ({ code, out, err } = await run());
+  }
   t.not(code, 0, 'the run fails');
   const failure = (name: string) => out.split('\n').find((l) => l.includes(`not ok`) && l.includes(`leak check: "${name}" left open`)) ?? '';
 
