@@ -166,10 +166,12 @@ t.test('five role processes share one database: a full scan, a monitored folder 
     `select object_identity, outcome, source_type from dsx.scan_results where full_scan_id is null order by id`,
   );
   t.same(monitored, [{ object_identity: 'inbox/dropped.com', outcome: 'malicious', source_type: 'monitor' }], 'the dropped file was scanned once');
+  // A .part file renamed away may also be seen deleted (the watcher's timing): ignored either way.
   const { rows: probes } = await db.pool.query(
-    `select distinct status, reason from dsx.monitor_events where object_identity like 'inbox/%.part'`,
+    `select distinct status, reason from dsx.monitor_events where object_identity like 'inbox/%.part' order by reason`,
   );
-  t.same(probes, [{ status: 'ignored', reason: 'excluded' }], 'probe and partial files were recorded and not scanned');
+  t.ok(probes.some((p) => p.reason === 'excluded'), 'probe and partial files were recorded');
+  t.ok(probes.every((p) => p.status === 'ignored' && ['excluded', 'deleted'].includes(p.reason)), `and not scanned: ${JSON.stringify(probes)}`);
   t.notOk(fs.existsSync(path.join(share, 'inbox', 'dropped.com')), 'the detection left the share');
   const quarantined = path.join(dataDir, 'quarantine', String(integration.id), 'inbox');
   t.ok(fs.readdirSync(quarantined).some((n) => n.startsWith('dropped.com')), 'and is in the quarantine');
