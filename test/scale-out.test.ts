@@ -194,10 +194,10 @@ t.test('five role processes share one database: a full scan, a monitored folder 
     t.same(onlyTasks(ran[name]!, /scan-object$/), [], `the ${label} scan process only scanned`);
     t.ok((ran[name]!['scan-object'] ?? 0) > 0, `the ${label} scan process scanned (${ran[name]!['scan-object']} jobs)`);
   }
-  const scanned = [ran.scan!, ran.replacement!].flatMap((r) => Object.values(r)).reduce((a, b) => a + b, 0);
-  // At least once: a job the killed process finished but had not yet marked done runs again (and is
-  // recognized by its result row's state, so nothing is counted twice).
-  t.ok(scanned >= OBJECTS + 1, `the two scan processes ran ${scanned} scan jobs for ${OBJECTS} objects and the dropped file`);
+  // How many jobs the two ran in all is not checked here: the killed process's last log lines die
+  // with it (SIGKILL, asynchronous logging), so its count is only a lower bound (one CI run logged 753
+  // of them, 2,994 in all for 3,001 objects). That every object was scanned and finalized exactly once
+  // is what the results and the invariant checks above prove.
   t.same(onlyTasks(ran.finalize!, /finalize-scan-object$/), [], 'the finalize process only finalized');
   t.ok((ran.finalize!['finalize-scan-object'] ?? 0) >= OBJECTS, 'and finalized every object');
   // A sweep runs only if the test crosses the top of the hour (DSX_RETENTION_SCHEDULE), and then here.
