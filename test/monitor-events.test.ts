@@ -17,7 +17,7 @@ import { signEventRequest } from '../src/monitor/intake-auth.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { apiServer, token } from './helpers/graphql.ts';
 import type { WorkerHandle } from '../src/worker/run.ts';
-import { emulator, queuedJobs, scanEvents, Stepper, testConfig, waitFor, waitForEmptyQueue, waitForScan, workers } from './helpers/pipeline.ts';
+import { emulator, queuedJobs, scanEvents, Stepper, testConfig, waitFor, waitForEmptyQueue, waitForScan, waitForScanJobsGone, workers } from './helpers/pipeline.ts';
 import { jobEvents } from './helpers/wait.ts';
 
 const SECRET = 'monitor-test-secret-0123456789';
@@ -411,7 +411,7 @@ t.test('monitoring is not starved by a full scan, and both results of one object
        from dsx.objects o where o.identity = $1`, [identity],
   );
   t.equal(obj[0].last, obj[0].latest, 'the object reflects the latest finalized scan');
-  await waitForEmptyQueue(db.pool, w); // the checker wants the scan's last job rows gone too
+  await waitForScanJobsGone(db.pool, w, scan.fullScanId); // the checker wants the scan's last job rows gone too
   const { rows: v } = await db.pool.query('select ok from dsx.verify_full_scan($1)', [scan.fullScanId]);
   t.ok(v.every((x) => x.ok), 'the full scan still verifies');
 });

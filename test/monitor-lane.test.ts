@@ -17,7 +17,7 @@ import type { Job, ScanTask } from '../src/jobs/envelope.ts';
 import { log } from '../src/log.ts';
 import { startWorker, type WorkerHandle } from '../src/worker/run.ts';
 import { createTestDatabase } from './helpers/db.ts';
-import { emulator, fsScope, queuedJobs, Stepper, testConfig, waitFor, waitForEmptyQueue, waitForScan, workers } from './helpers/pipeline.ts';
+import { emulator, fsScope, queuedJobs, Stepper, testConfig, waitFor, waitForScan, waitForScanJobsGone, workers } from './helpers/pipeline.ts';
 import { EICAR } from '../src/testing/fixtures.ts';
 
 /** Every job a worker's runners completed, in the order graphile-worker reported them. */
@@ -109,7 +109,7 @@ t.test('with the pipeline lane running and holding full-scan scan jobs, a monito
   const finished = await waitForScan(db.pool, scan.fullScanId);
   t.match(finished, { status: 'completed', finalized: 50 }, 'the full scan completes once released');
   // The last scan job's row goes with graphile-worker's next completion batch, after the scan completed.
-  await waitForEmptyQueue(db.pool, w);
+  await waitForScanJobsGone(db.pool, w, scan.fullScanId);
   const { rows } = await db.pool.query('select check_name, ok from dsx.verify_full_scan($1) where not ok', [scan.fullScanId]);
   t.same(rows, [], 'and verifies');
 });

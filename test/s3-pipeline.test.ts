@@ -11,7 +11,7 @@ import { EICAR } from '../src/testing/fixtures.ts';
 import { freePort } from '../src/testing/ports.ts';
 import { startLocalFauxqs, type LocalFauxqs } from '../src/testing/s3-servers.ts';
 import { createTestDatabase } from './helpers/db.ts';
-import { emulator, getScan, queuedJobs, Stepper, testConfig, waitFor, waitForEmptyQueue, waitForScan, workers } from './helpers/pipeline.ts';
+import { emulator, getScan, queuedJobs, Stepper, testConfig, waitFor, waitForScan, waitForScanJobsGone, workers } from './helpers/pipeline.ts';
 import { jobEvents } from './helpers/wait.ts';
 
 const BUCKET = 'scanned';
@@ -75,7 +75,7 @@ t.test('a full scan of a bucket prefix over many pages detects EICAR and quarant
   t.equal(await copy.Body!.transformToString(), EICAR, 'the quarantined copy holds the object');
   const { rows: etags } = await db.pool.query<{ n: number }>(`select count(*)::int as n from dsx.scan_results where etag is not null`);
   t.equal(etags[0]!.n, 25, 'each result records the etag of the version scanned');
-  await waitForEmptyQueue(db.pool, w); // the last jobs' rows go with graphile-worker's next completion batch
+  await waitForScanJobsGone(db.pool, w, scan.id); // the last jobs' rows go with graphile-worker's next completion batch
   const { rows: checks } = await db.pool.query<{ ok: boolean; check_name: string }>('select check_name, ok from dsx.verify_full_scan($1)', [scan.id]);
   t.ok(checks.every((c) => c.ok), `every invariant holds: ${JSON.stringify(checks.filter((c) => !c.ok))}`);
 });

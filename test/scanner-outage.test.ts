@@ -15,7 +15,7 @@ import { freePort } from '../src/testing/ports.ts';
 import { generateTree } from '../src/testing/tree.ts';
 import { createTestDatabase } from './helpers/db.ts';
 import { apiServer } from './helpers/graphql.ts';
-import { emulator, fsScope, getScan, testConfig, waitFor, waitForEmptyQueue, waitForFinalized, waitForScan, workers } from './helpers/pipeline.ts';
+import { emulator, fsScope, getScan, testConfig, waitFor, waitForEmptyQueue, waitForFinalized, waitForScan, waitForScanJobsGone, workers } from './helpers/pipeline.ts';
 import { notifications } from './helpers/wait.ts';
 
 const BIN = path.join(PROJECT_DIR, 'bin', 'dsx-connect.js');
@@ -87,6 +87,7 @@ t.test('DSXA stopped mid-scan for longer than all retries: nothing finalized mea
   const done = await waitForScan(db.pool, id, 120_000);
   t.match(done, { status: 'completed', discovered: tree.files, finalized: tree.files, clean_count: tree.files - tree.eicar, malicious_count: tree.eicar });
   t.equal(await verdictless(db.pool), 0, 'no verdict came from the outage');
+  await waitForScanJobsGone(db.pool, w, id);
   const { rows: checks } = await db.pool.query<{ ok: boolean }>('select ok from dsx.verify_full_scan($1)', [id]);
   t.ok(checks.every((c) => c.ok), 'every invariant holds');
   const { rows: audit } = await db.pool.query(`select action from dsx.audit_log where action like 'scanner.%' order by id`);

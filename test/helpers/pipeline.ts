@@ -173,6 +173,27 @@ export async function waitForEmptyQueue(
   });
 }
 
+/**
+ * Waits until the full scan's invariant "no scan job left queued or locked" holds: its last jobs ran
+ * and graphile-worker's completion batch deleted their rows (which happens after the scan completed,
+ * with no event of its own: re-checked on the worker's job events and its local queue's fetches, every
+ * poll interval at the latest). Call it before asserting on dsx.verify_full_scan.
+ */
+export async function waitForScanJobsGone(pool: pg.Pool, worker: WorkerHandle, fullScanId: number | string, timeoutMs = 30_000): Promise<void> {
+  await waitFor(
+    async () => {
+      const { rows } = await pool.query<{ ok: boolean }>(
+        `select ok from dsx.verify_full_scan($1) where check_name = 'no scan job left queued or locked'`,
+        [fullScanId],
+      );
+      return rows.length > 0 && rows[0]!.ok;
+    },
+    "the scan's last job rows to be deleted",
+    timeoutMs,
+    jobEvents(worker, 'job:complete', 'localQueue:getJobs:complete'),
+  );
+}
+
 export interface QueuedJob {
   id: string;
   task: string;
