@@ -1548,7 +1548,7 @@ declare
   v_hash text;
   v_has_db boolean;
   v_key text;
-  v_result dsx.scan_results;
+  v_result_id bigint;
   v_window interval := make_interval(secs => p_debounce_ms / 1000.0);
   v_scanned integer := 0;
   v_deferred integer := 0;
@@ -1624,16 +1624,19 @@ begin
       v_key := 'ev:' || e.id || ':' || v_hash;
       -- In the monitor lane ('monitor-scan-object'): no runner there holds full-scan jobs. A repeat of
       -- this job admits nothing and finds the result row of its first run.
-      perform dsx_private.admit_objects(
-        jsonb_build_array(jsonb_build_object('identity', e.object_identity, 'size', e.size, 'etag', e.etag)),
-        'ev:' || e.id || ':', 'monitor', e.id::text, null, v_scope.id, v_scope.integration_id, e.correlation_id,
-        p_job_id, p_job_id, 'monitor', p_scan_max_attempts);
-      select * into v_result from dsx.scan_results r where r.idempotency_key = v_key;
+      select a.result_id into v_result_id
+        from dsx_private.admit_objects(
+          jsonb_build_array(jsonb_build_object('identity', e.object_identity, 'size', e.size, 'etag', e.etag)),
+          'ev:' || e.id || ':', 'monitor', e.id::text, null, v_scope.id, v_scope.integration_id, e.correlation_id,
+          p_job_id, p_job_id, 'monitor', p_scan_max_attempts) a;
+      if v_result_id is null then
+        select r.id into v_result_id from dsx.scan_results r where r.idempotency_key = v_key;
+      end if;
       insert into dsx_private.monitor_debounce as b (scope_id, identity_hash, last_scan_at, deferred_event_id)
       values (v_scope.id, v_hash, now(), null)
       on conflict (scope_id, identity_hash) do update set last_scan_at = now(), deferred_event_id = null;
       update dsx.monitor_events m
-         set status = 'scanned', scope_id = v_scope.id, scan_result_id = v_result.id, processed_at = now()
+         set status = 'scanned', scope_id = v_scope.id, scan_result_id = v_result_id, processed_at = now()
        where m.id = e.id;
       perform dsx_private.bump_monitor_stats(v_scope.id, case when p_trailing then 0 else 1 end, 1, 0, 0, 0, 0);
       v_scanned := v_scanned + 1;
