@@ -139,10 +139,10 @@ export async function waitForFinalized(pool: pg.Pool, id: number, n: number, tim
 }
 
 /**
- * Waits until nothing is left to run in graphile-worker's queue (nothing queued, running or waiting
- * for a retry), except the jobs `ignore` accepts: every job still in the table is one `worker` already
- * ran successfully (its row is deleted by the next completion batch). Re-checked whenever one of the
- * worker's jobs completes; after this, nothing of the pipeline changes by itself.
+ * Waits until graphile-worker's job table is empty, except the jobs `ignore` accepts: nothing queued,
+ * running or waiting for a retry, and the rows of the jobs `worker` ran deleted by its completion
+ * batch too (dsx.verify_full_scan counts them). Re-checked whenever one of the worker's jobs completes
+ * and at its local queue's fetches; after this, nothing of the pipeline changes by itself.
  */
 export async function waitForEmptyQueue(
   pool: pg.Pool,
@@ -150,8 +150,7 @@ export async function waitForEmptyQueue(
   timeoutMs = 30_000,
   ignore: (job: { id: string; task: string; locked: boolean }) => boolean = () => false,
 ): Promise<void> {
-  const done = succeeded.get(worker);
-  if (!done) throw new Error('waitForEmptyQueue needs a worker started by workers()');
+  if (!succeeded.has(worker)) throw new Error('waitForEmptyQueue needs a worker started by workers()');
   let left: string[] = [];
   await waitFor(
     async () => {
@@ -159,7 +158,7 @@ export async function waitForEmptyQueue(
         `select j.id::text, t.identifier as task, j.locked_at is not null as locked
            from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id`,
       );
-      left = rows.filter((r) => !done.has(r.id) && !ignore(r)).map((r) => `${r.task} ${r.id}${r.locked ? ' (running)' : ''}`);
+      left = rows.filter((r) => !ignore(r)).map((r) => `${r.task} ${r.id}${r.locked ? ' (running)' : ''}`);
       return left.length === 0;
     },
     'the job queue to empty',
